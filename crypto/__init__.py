@@ -1,0 +1,49 @@
+"""Privacy layer: SHE encryption, fixed-point slot packing and secure aggregation.
+
+Knows nothing of the simulator or FL packages. See docs/crypto.md.
+"""
+
+from crypto.encoding import PackedEncoder, SlotLayout, flatten_update
+from crypto.errors import CryptoError, NonFiniteUpdateError, OverflowRiskError, PayloadError
+from crypto.params import HIGH_THROUGHPUT_PARAMS, PAPER_PARAMS, SHEParams
+from crypto.payload import payload_nbytes
+from crypto.randomness import RandomSource
+from crypto.secure_agg import (
+    MODES,
+    Aggregator,
+    EncryptedAggregate,
+    EncryptedVector,
+    KeyHolder,
+    make_secure_aggregation,
+)
+from crypto.she import PublicParams, SecretKey, add, decrypt, decrypt_many, encrypt, encrypt_many, keygen, mul_plain
+
+__all__ = [
+    "SHEParams",
+    "PAPER_PARAMS",
+    "HIGH_THROUGHPUT_PARAMS",
+    "SecretKey",
+    "PublicParams",
+    "keygen",
+    "encrypt",
+    "encrypt_many",
+    "decrypt",
+    "decrypt_many",
+    "add",
+    "mul_plain",
+    "RandomSource",
+    "PackedEncoder",
+    "SlotLayout",
+    "flatten_update",
+    "payload_nbytes",
+    "EncryptedVector",
+    "EncryptedAggregate",
+    "KeyHolder",
+    "Aggregator",
+    "make_secure_aggregation",
+    "MODES",
+    "CryptoError",
+    "OverflowRiskError",
+    "PayloadError",
+    "NonFiniteUpdateError",
+]

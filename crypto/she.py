@@ -1,0 +1,209 @@
+"""Symmetric Homomorphic Encryption (SHE), the paper's scheme, on GMP integers.
+
+Enc(m) = (r*L + m) * (1 + r1*p) mod N, with r a random r_bits-bit integer (top bit set, so
+r >= 1) and r1 uniform in [0, 2^k0). Dec(c) = (c mod p) mod L, read as signed. Ciphertexts add,
+and multiply by non-negative plaintext integers; the result decrypts correctly while the
+accumulated r*L + m stays below p and the plaintext below L/2 in magnitude. The secret key
+(p, L) and the public parameter N are separate types: server-side functions take only
+`PublicParams` and ciphertexts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import gmpy2
+import numpy as np
+from gmpy2 import mpz
+
+from crypto.errors import CryptoError, OverflowRiskError
+from crypto.params import SHEParams
+from crypto.randomness import RandomSource
+
+__all__ = [
+    "PublicParams",
+    "SecretKey",
+    "keygen",
+    "encrypt",
+    "encrypt_many",
+    "decrypt",
+    "decrypt_many",
+    "add",
+    "mul_plain",
+    "weighted_sum",
+]
+
+_KEYGEN_STREAM = 0
+
+
+@dataclass(frozen=True)
+class PublicParams:
+    """The public half: the parameter set and the modulus N = p*q."""
+
+    params: SHEParams
+    n: mpz
+    key_id: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.n.bit_length() != 2 * self.params.k0:
+            raise CryptoError(f"N has {self.n.bit_length()} bits, expected 2*k0 = {2 * self.params.k0}")
+        tag = f"{self.params.k0}:{self.params.k2}:{self.params.r_bits}:".encode() + self.n.to_bytes(
+            self.params.ciphertext_bytes, "big"
+        )
+        object.__setattr__(self, "key_id", hashlib.sha256(b"ppafl-she-v1:" + tag).digest()[:16])
+
+    def __repr__(self) -> str:
+        return f"PublicParams(params={self.params.name!r}, key_id={self.key_id.hex()})"
+
+
+@dataclass(frozen=True, repr=False)
+class SecretKey:
+    """The secret key (p, L), held by the clients only; `public` is its public half.
+
+    q = N / p follows from p and N; encryption uses it to skip a reduction mod N.
+    """
+
+    p: mpz
+    L: mpz
+    public: PublicParams
+    q: mpz = field(init=False)
+
+    def __post_init__(self) -> None:
+        q, rem = divmod(self.public.n, self.p)
+        if rem != 0:
+            raise CryptoError("secret key p does not divide the public N: the key halves do not belong together")
+        object.__setattr__(self, "q", q)
+
+    @property
+    def params(self) -> SHEParams:
+        return self.public.params
+
+    def __repr__(self) -> str:
+        return f"SecretKey(params={self.params.name!r}, key_id={self.public.key_id.hex()}, p=<hidden>, L=<hidden>)"
+
+
+def _random_prime(bits: int, rng: RandomSource) -> mpz:
+    """A random prime of exactly `bits` bits with its two top bits set."""
+    top = mpz(3) << (bits - 2)
+    while True:
+        prime = gmpy2.next_prime(mpz(rng.bits(bits)) | top | 1)
+        if prime.bit_length() == bits:
+            return prime
+
+
+def keygen(params: SHEParams, seed: int | None = None) -> tuple[SecretKey, PublicParams]:
+    """Draw p, q (k0 bits) and L (k2 bits). seed=None uses the OS CSPRNG; an int seed is
+    reproducible and NOT secure (simulations and tests only)."""
+    rng = RandomSource(seed, stream=_KEYGEN_STREAM)
+    p = _random_prime(params.k0, rng)
+    q = p
+    while q == p:
+        q = _random_prime(params.k0, rng)
+    L = p
+    while L in (p, q):
+        L = _random_prime(params.k2, rng)
+    public = PublicParams(params, p * q)
+    return SecretKey(p, L, public), public
+
+
+def _check_plaintexts(sk: SecretKey, plaintexts: Sequence[int]) -> None:
+    half = sk.L // 2
+    low, high = min(plaintexts), max(plaintexts)
+    if low < -half or high > half:
+        bad = low if low < -half else high
+        raise OverflowRiskError(
+            f"plaintext {int(bad)} exceeds L/2 (~2^{half.bit_length()}) in magnitude and would decrypt wrong; "
+            "encode fewer bits per plaintext"
+        )
+
+
+def _random_blocks(rng: RandomSource, count: int, params: SHEParams) -> tuple[bytes, int, bytes, int]:
+    """`count` little-endian r1 values (uniform below 2^k0) and r values (r_bits bits, top bit
+    set), as two contiguous blocks with their widths in bytes."""
+    r1_bytes, r_bytes = (params.k0 + 7) // 8, (params.r_bits + 7) // 8
+    rec = np.frombuffer(rng.bytes(count * (r1_bytes + r_bytes)), dtype=np.uint8).reshape(count, -1).copy()
+    rec[:, r1_bytes - 1] &= (1 << (params.k0 - 8 * (r1_bytes - 1))) - 1
+    r_top = params.r_bits - 8 * (r_bytes - 1)  # bits used in r's top byte, 1..8
+    rec[:, -1] &= (1 << r_top) - 1
+    rec[:, -1] |= 1 << (r_top - 1)
+    return rec[:, :r1_bytes].tobytes(), r1_bytes, rec[:, r1_bytes:].tobytes(), r_bytes
+
+
+def encrypt_many(sk: SecretKey, plaintexts: Sequence[int], rng: RandomSource) -> list[mpz]:
+    """Encrypt signed integers with |m| <= L/2, one fresh (r, r1) each.
+
+    With x = r*L + m (0 < x < p), the ciphertext (x)(1 + r1*p) mod N is computed as
+    x + p*((x*r1) mod q): the same integer (it is x mod p and x(1 + r1*p) mod q), with less work.
+    """
+    count = len(plaintexts)
+    if count == 0:
+        return []
+    _check_plaintexts(sk, plaintexts)
+    r1s, r1_bytes, rs, r_bytes = _random_blocks(rng, count, sk.params)
+    p, q, L = sk.p, sk.q, sk.L
+    from_bytes = int.from_bytes
+    r_starts = range(0, count * r_bytes, r_bytes)
+    xs = [from_bytes(rs[i : i + r_bytes], "little") * L + m for i, m in zip(r_starts, plaintexts)]
+    r1_starts = range(0, count * r1_bytes, r1_bytes)
+    return [x + p * (x * from_bytes(r1s[i : i + r1_bytes], "little") % q) for i, x in zip(r1_starts, xs)]
+
+
+def encrypt(sk: SecretKey, m: int, rng: RandomSource | None = None) -> mpz:
+    """Enc(m) = (r*L + m)(1 + r1*p) mod N; rng defaults to the OS CSPRNG."""
+    return encrypt_many(sk, [operator.index(m)], rng or RandomSource())[0]
+
+
+def _check_ciphertexts(public: PublicParams, ciphertexts: Sequence[mpz]) -> None:
+    if min(ciphertexts) < 0 or max(ciphertexts) >= public.n:
+        raise CryptoError("a ciphertext lies outside [0, N): it was not made under this public parameter")
+
+
+def decrypt_many(sk: SecretKey, ciphertexts: Sequence[mpz]) -> list[mpz]:
+    """Dec(c) = (c mod p) mod L, read as signed: m if m <= L/2 else m - L."""
+    if len(ciphertexts) == 0:
+        return []
+    _check_ciphertexts(sk.public, ciphertexts)
+    p, L, half = sk.p, sk.L, sk.L // 2
+    residues = [(c % p) % L for c in ciphertexts]
+    return [m - L if m > half else m for m in residues]
+
+
+def decrypt(sk: SecretKey, c: mpz) -> int:
+    """Decrypt one ciphertext to a signed int."""
+    return int(decrypt_many(sk, [mpz(c)])[0])
+
+
+def add(public: PublicParams, c1: mpz, c2: mpz) -> mpz:
+    """Enc(m1) + Enc(m2) -> Enc(m1 + m2)."""
+    return (mpz(c1) + c2) % public.n
+
+
+def _check_scalar(k: int) -> mpz:
+    k = operator.index(k)
+    if k < 0:
+        raise CryptoError(f"plaintext multiplier {k} is negative; SHE multiplies only by integers >= 0")
+    return mpz(k)
+
+
+def mul_plain(public: PublicParams, c: mpz, k: int) -> mpz:
+    """k * Enc(m) -> Enc(k*m) for an integer k >= 0."""
+    return (mpz(c) * _check_scalar(k)) % public.n
+
+
+def weighted_sum(public: PublicParams, vectors: Sequence[Sequence[mpz]], weights: Sequence[int]) -> list[mpz]:
+    """Element-wise sum_i w_i * vectors[i], reduced mod N once per element."""
+    if len(vectors) == 0 or len(vectors) != len(weights):
+        raise CryptoError(
+            f"weighted_sum needs as many weights as vectors (>= 1), got {len(vectors)} and {len(weights)}"
+        )
+    if len({len(v) for v in vectors}) != 1:
+        raise CryptoError(f"ciphertext vectors differ in length: {sorted({len(v) for v in vectors})}")
+    scalars = [_check_scalar(w) for w in weights]
+    acc = [c * scalars[0] for c in vectors[0]]
+    for vec, w in zip(vectors[1:], scalars[1:]):  # client by client: sequential memory access
+        acc = [a + c * w for a, c in zip(acc, vec)]
+    n = public.n
+    return [a % n for a in acc]

@@ -1,0 +1,133 @@
+"""Secure aggregation in the loop: one interface for encryption off, modeled and real.
+
+`make_codec` returns the two halves of the protocol for a run:
+- a `ClientCodec` held by the key holders (the clients): encrypts updates and decrypts aggregates;
+- a server-side aggregator holding only public parameters: weighted sums of payloads with
+  integer weights.
+With encryption off, payloads are plain float vectors and the same integer weights are used,
+so on/off differ only by the fixed-point step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from crypto import HIGH_THROUGHPUT_PARAMS, PAPER_PARAMS, make_secure_aggregation, payload_nbytes
+
+__all__ = [
+    "PlainVector",
+    "PlainAggregate",
+    "PlainAggregator",
+    "ClientCodec",
+    "make_codec",
+    "integer_weights",
+    "CRYPTO_COST",
+]
+
+_PARAM_SETS = {"paper": PAPER_PARAMS, "high_throughput": HIGH_THROUGHPUT_PARAMS}
+
+# Cost per parameter relative to encrypting at the paper's parameters, measured with
+# benchmarks/crypto_bench.py on one core of the reference host (encrypt / decrypt, us per
+# parameter: paper 2.0 / 1.0, high_throughput 0.3 / 0.2). Devices scale it by their speed.
+CRYPTO_COST = {
+    ("paper", "encrypt"): 1.0,
+    ("paper", "decrypt"): 0.5,
+    ("high_throughput", "encrypt"): 0.15,
+    ("high_throughput", "decrypt"): 0.1,
+}
+
+
+@dataclass(frozen=True)
+class PlainVector:
+    """An unencrypted update (encryption off)."""
+
+    values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.size) * 4  # sent as float32
+
+
+@dataclass(frozen=True)
+class PlainAggregate:
+    total: np.ndarray
+    weight_sum: int
+    count: int
+
+
+class PlainAggregator:
+    """Server-side weighted sum of plaintext updates (encryption off)."""
+
+    def weighted_sum(self, items: Sequence[PlainVector], weights: Sequence[int]) -> PlainAggregate:
+        total = np.zeros(items[0].values.size, dtype=np.float64)
+        for item, w in zip(items, weights, strict=True):
+            total += float(w) * item.values
+        return PlainAggregate(total, int(sum(weights)), len(items))
+
+
+class Aggregator(Protocol):
+    def weighted_sum(self, items: Sequence, weights: Sequence[int]): ...
+
+
+class ClientCodec:
+    """The key holders' half: encrypt an update, decrypt an aggregate to the weighted average."""
+
+    def __init__(self, mode: str, key_holder=None) -> None:
+        self.mode = mode
+        self._key_holder = key_holder
+
+    def encrypt(self, vec: np.ndarray):
+        if self._key_holder is None:
+            return PlainVector(np.asarray(vec, dtype=np.float32))
+        return self._key_holder.encrypt(vec)
+
+    def payload_nbytes(self, num_values: int) -> int:
+        """Bytes of one update (or aggregate) on the wire: what the simulator charges to links."""
+        if self._key_holder is None:
+            return 4 * num_values
+        return payload_nbytes(self._key_holder.encoder.layout)
+
+    def decrypt_average(self, aggregate) -> np.ndarray:
+        if self._key_holder is None:
+            return aggregate.total / aggregate.weight_sum
+        return self._key_holder.decrypt_average(aggregate)
+
+
+def make_codec(
+    mode: str,
+    num_values: int,
+    max_clients: int,
+    params: str = "high_throughput",
+    weight_bits: int = 8,
+    scale_bits: int = 16,
+    value_bound: float = 8.0,
+    seed: int | None = None,
+) -> tuple[ClientCodec, Aggregator]:
+    """Build both halves of secure aggregation for `mode` in {off, modeled, real}."""
+    if mode == "off":
+        return ClientCodec("off"), PlainAggregator()
+    if params not in _PARAM_SETS:
+        raise ValueError(f"unknown SHE parameter set {params!r}; known: {', '.join(_PARAM_SETS)}")
+    key_holder, aggregator = make_secure_aggregation(
+        mode=mode,
+        params=_PARAM_SETS[params],
+        num_values=num_values,
+        max_clients=max_clients,
+        weight_bits=weight_bits,
+        scale_bits=scale_bits,
+        value_bound=value_bound,
+        seed=seed,
+    )
+    return ClientCodec(mode, key_holder), aggregator
+
+
+def integer_weights(weights: Sequence[float], weight_bits: int) -> list[int]:
+    """Scale positive float weights to integers in [1, 2^weight_bits - 1], the largest at the top."""
+    top = max(weights)
+    if top <= 0:
+        raise ValueError(f"aggregation weights must be positive, got {list(weights)}")
+    scale = (1 << weight_bits) - 1
+    return [max(1, round(w / top * scale)) for w in weights]

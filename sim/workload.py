@@ -1,0 +1,119 @@
+"""The learning side of a run: data, partition, model, codec, executor and global models.
+
+In time-only mode no data is loaded and no gradient work is done: the model is built
+only for its size and cost, every client holds an equal share of the data set's
+nominal size, and payloads are synthetic updates of the model's true byte size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from fl.data import load_dataset
+from fl.executors import make_executor
+from fl.global_model import GlobalModels
+from fl.jobs import ClientWorkload
+from fl.models import build_model, flops_per_sample
+from fl.params import get_flat
+from fl.partition import partition
+from fl.secure import CRYPTO_COST, make_codec
+from fl.strategies import make_strategy
+from fl.training import TrainConfig, evaluate
+from sim.scenario import Scenario
+
+__all__ = ["Workload", "build_workload", "NOMINAL_TRAIN_SIZE", "INPUT_SHAPES"]
+
+NOMINAL_TRAIN_SIZE = {"mnist5k": 4000, "mnist": 60000, "cifar10": 50000}
+INPUT_SHAPES = {"mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+_MODEL_DATA = {"mnist_2nn": "mnist", "mnist_cnn": "mnist", "cifar_cnn": "cifar10", "cifar_cnn3": "cifar10"}
+
+
+@dataclass
+class Workload:
+    """Sizes, costs and the learning machinery the engine needs."""
+
+    num_params: int
+    flops_per_sample: float
+    samples: np.ndarray
+    encrypted: bool
+    crypto_params: dict[str, int]  # paper-encryption-equivalent parameter counts per operation
+    download_nbytes: int
+    upload_nbytes: int
+    aggregator: object
+    models: GlobalModels | None
+    executor: object | None
+    evaluate: Callable[[np.ndarray], tuple[float, float]]
+
+    def num_samples(self, client: int) -> int:
+        return int(self.samples[client])
+
+
+def _check_model_fits_data(model: str, dataset: str) -> None:
+    family = "cifar10" if dataset == "cifar10" else "mnist"
+    if _MODEL_DATA[model] != family:
+        fitting = [m for m, d in _MODEL_DATA.items() if d == family]
+        raise ValueError(
+            f"model {model!r} does not fit data set {dataset!r}; use one of {', '.join(fitting)}"
+        )
+
+
+def build_workload(scenario: Scenario, num_clients: int, init_seed: int, executor: str = "sequential") -> Workload:
+    """Build the learning side of `scenario` for `num_clients` devices."""
+    data_cfg, enc = scenario.data, scenario.encryption
+    _check_model_fits_data(scenario.training.model, data_cfg.dataset)
+    model = build_model(scenario.training.model, seed=init_seed)
+    initial = get_flat(model)
+    num_params = int(initial.size)
+    flops = float(flops_per_sample(model, INPUT_SHAPES[data_cfg.dataset]))
+    per_round = max(1, round(scenario.strategy.client_fraction * num_clients))
+    max_clients = make_strategy(scenario.strategy).max_contributions(num_clients, per_round)
+    mode = "modeled" if scenario.time_only and enc.mode == "real" else enc.mode
+    codec, aggregator = make_codec(
+        mode,
+        num_values=num_params,
+        max_clients=max_clients,
+        params=enc.params,
+        weight_bits=enc.weight_bits,
+        scale_bits=enc.scale_bits,
+        value_bound=enc.value_bound,
+    )
+    nbytes = codec.payload_nbytes(num_params)
+    encrypted = enc.mode != "off"
+    common = dict(
+        num_params=num_params,
+        flops_per_sample=flops,
+        encrypted=encrypted,
+        crypto_params={op: round(num_params * CRYPTO_COST[(enc.params, op)]) for op in ("encrypt", "decrypt")},
+        download_nbytes=nbytes,
+        upload_nbytes=nbytes,
+        aggregator=aggregator,
+    )
+    if scenario.time_only:
+        size = NOMINAL_TRAIN_SIZE[data_cfg.dataset]
+        samples = np.full(num_clients, max(1, size // num_clients), dtype=np.int64)
+        return Workload(samples=samples, models=None, executor=None, evaluate=lambda _p: (np.nan, np.nan), **common)
+
+    ds = load_dataset(data_cfg.dataset, root=data_cfg.root, download=data_cfg.download)
+    shards = partition(
+        ds.y_train.numpy(), num_clients, data_cfg.partition, seed=scenario.seed, alpha=data_cfg.alpha
+    )
+    t = scenario.training
+    train_cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, prox_mu=t.prox_mu)
+    client_work = ClientWorkload(t.model, ds.x_train, ds.y_train, shards, train_cfg, codec)
+    x_test, y_test = ds.x_test, ds.y_test
+    if data_cfg.max_test_samples is not None:
+        x_test, y_test = x_test[: data_cfg.max_test_samples], y_test[: data_cfg.max_test_samples]
+
+    def _evaluate(params: np.ndarray) -> tuple[float, float]:
+        return evaluate(t.model, params, x_test, y_test)
+
+    return Workload(
+        samples=np.array([len(s) for s in shards], dtype=np.int64),
+        models=GlobalModels(codec, initial),
+        executor=make_executor(executor, client_work),
+        evaluate=_evaluate,
+        **common,
+    )
