@@ -174,8 +174,9 @@ class Server:
                 continue
             self._in_flight[c] = self.version
             if self.injected_fraction > 0 and self.rng.random() < self.injected_fraction:
+                # Delays count rounds; an async strategy makes several versions per round.
                 delay = int(self.rng.integers(1, self.injected_max_rounds + 1))
-                self._release_at[c] = self.version + delay
+                self._release_at[c] = self.version + delay * self.strategy.versions_per_round(self.clients_per_round)
                 self.fleet.log("delay_injected", c, version=self.version, rounds=delay)
             accepted.append(c)
         return accepted

@@ -113,6 +113,10 @@ class Strategy(ABC):
         """Upper bound on the updates in one aggregate (sizes the encoder's headroom)."""
         return num_clients
 
+    def versions_per_round(self, per_round: int) -> int:
+        """Global versions made while `per_round` updates arrive (a 'round' for async strategies)."""
+        return 1
+
 
 class FedAvg(Strategy):
     """Synchronous FedAvg: updates trained on the current model, weighted by sample count; late ones discarded."""
@@ -215,6 +219,9 @@ class FedAsync(Strategy):
     def max_contributions(self, num_clients: int, per_round: int) -> int:
         return 1
 
+    def versions_per_round(self, per_round: int) -> int:
+        return per_round
+
 
 class FedBuff(Strategy):
     """FedBuff (Nguyen et al. 2022): aggregate every K arrivals, staleness weight 1/sqrt(1+s)."""
@@ -243,6 +250,9 @@ class FedBuff(Strategy):
 
     def max_contributions(self, num_clients: int, per_round: int) -> int:
         return min(num_clients, self.buffer_size)
+
+    def versions_per_round(self, per_round: int) -> int:
+        return max(1, round(per_round / self.buffer_size))
 
 
 def make_strategy(cfg) -> Strategy:

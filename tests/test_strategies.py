@@ -121,3 +121,10 @@ def test_max_contributions_bounds():
     assert PPAFL(delay_threshold=6).max_contributions(30, 10) == 30
     assert FedAsync().max_contributions(100, 10) == 1
     assert FedBuff(buffer_size=7).max_contributions(100, 10) == 7
+
+
+def test_versions_per_round_lets_injected_delays_count_rounds_for_every_strategy():
+    assert FedAvg().versions_per_round(10) == 1
+    assert PPAFL().versions_per_round(10) == 1
+    assert FedAsync().versions_per_round(10) == 10
+    assert FedBuff(buffer_size=5).versions_per_round(10) == 2
