@@ -1,0 +1,154 @@
+"""The SimPy engine end to end: determinism, energy, batteries, speed, stop conditions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.engine import Simulation, _group_sizes
+from sim.runner import run_scenario
+from sim.scenario import scenario_from_dict
+
+MIXED_FLEET = {
+    "num_devices": 30,
+    "groups": [
+        {"device": "rpi4", "link": "wifi", "share": 0.4, "link_overrides": {"mean_up_s": 120, "mean_down_s": 30}},
+        {"device": "smartphone", "link": "lte", "share": 0.4},
+        {"device": "rpi3", "link": "ltem", "share": 0.2},
+    ],
+}
+
+
+def _time_only(**over) -> dict:
+    raw = {
+        "time_only": True,
+        "fleet": MIXED_FLEET,
+        "failures": {"dropout_rate": 0.2, "unavailability": 0.1},
+        "strategy": {"name": "ppafl", "client_fraction": 0.3, "round_deadline_s": 60},
+        "evaluation": {"interval_s": None},
+        "stop": {"max_time_s": 3000},
+    }
+    for k, v in over.items():
+        raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
+    return raw
+
+
+def _run(raw: dict):
+    return run_scenario(scenario_from_dict(raw))
+
+
+def test_group_sizes_follow_shares_and_sum_to_total():
+    assert _group_sizes([0.4, 0.4, 0.2], 30) == [12, 12, 6]
+    assert sum(_group_sizes([1 / 3, 1 / 3, 1 / 3], 10)) == 10
+
+
+@pytest.mark.parametrize("strategy", ["ppafl", "fedavg", "fedasync", "fedbuff"])
+def test_same_seed_gives_identical_event_logs(strategy):
+    raw = _time_only(strategy={"name": strategy})
+    a, b = _run(raw), _run(raw)
+    pd.testing.assert_frame_equal(a.events, b.events)
+    pd.testing.assert_frame_equal(a.devices, b.devices)
+    assert a.summary["versions"] > 3
+    c = _run({**raw, "seed": 1})
+    assert not c.events.equals(a.events)
+
+
+def test_outages_in_the_log_and_devices_table_agree():
+    res = _run(_time_only())
+    ev, dev = res.events, res.devices
+    starts = ev[ev["event"] == "outage_start"].groupby("device").size()
+    assert starts.sum() > 0
+    assert (dev.set_index("device")["outages"].reindex(starts.index) == starts).all()
+    assert (ev["event"] == "transfer_paused").any()  # some transfers waited through an outage
+
+
+def test_energy_is_never_negative_and_attributed_to_causes():
+    raw = _time_only(fleet={**MIXED_FLEET, "groups": [{"device": "smartphone", "link": "lte", "share": 1.0}]})
+    res = _run(raw)
+    d = res.devices
+    cause_cols = [c for c in d.columns if c.startswith("energy_") and c != "energy_j" and c != "energy_recharge_j"]
+    assert (d[cause_cols] >= 0).all().all()
+    np.testing.assert_allclose(d["energy_j"], d[cause_cols].sum(axis=1))
+    assert d["energy_compute_j"].sum() > 0 and d["energy_tx_j"].sum() > 0
+
+
+def test_device_with_empty_battery_never_uploads():
+    tiny = {"capacity_j": 5.0, "initial_fraction": 1.0, "idle_power_w": 0.0, "recharge": None}
+    raw = _time_only(
+        fleet={"num_devices": 10, "groups": [{"device": "smartphone", "link": "lte", "share": 1.0, "battery": tiny}]},
+        failures={"dropout_rate": 0.0, "unavailability": 0.0},
+    )
+    res = _run(raw)
+    ev = res.events
+    depleted = ev[ev["event"] == "battery_depleted"]
+    assert len(depleted) > 0
+    for dev, t in depleted.groupby("device")["time_s"].min().items():
+        later = ev[(ev["device"] == dev) & (ev["time_s"] >= t)]
+        assert not later["event"].isin(["upload_start", "upload_end"]).any()
+        assert not (ev[(ev["device"] == dev)]["event"] == "battery_recharged").any()
+
+
+def test_faster_profile_completes_more_updates_in_the_same_time():
+    raw = _time_only(
+        fleet={
+            "num_devices": 20,
+            "groups": [
+                {"device": "laptop", "link": "wifi", "share": 0.5},
+                {"device": "rpi3", "link": "wifi", "share": 0.5},
+            ],
+        },
+        failures={"dropout_rate": 0.0, "unavailability": 0.0},
+        strategy={"name": "fedasync", "client_fraction": 0.5},
+        training={"model": "mnist_cnn", "epochs": 2},
+    )
+    per_class = _run(raw).devices.groupby("device_class")["updates_sent"].sum()
+    assert per_class["laptop"] > 1.5 * per_class["rpi3"]
+
+
+def test_stops_at_the_version_limit():
+    res = _run(_time_only(stop={"max_time_s": 1e6, "max_versions": 7}))
+    assert res.summary["versions"] == 7
+    assert "7 global versions" in res.summary["stop_reason"]
+
+
+def _tiny_learning(**over) -> dict:
+    raw = {
+        "name": "tiny",
+        "data": {"dataset": "mnist5k", "partition": "iid", "max_test_samples": 300},
+        "training": {"model": "mnist_2nn", "epochs": 1, "batch_size": 20, "lr": 0.05},
+        "fleet": {"num_devices": 8, "groups": [{"device": "laptop", "link": "wifi", "share": 1.0}]},
+        "strategy": {"name": "ppafl", "client_fraction": 0.5, "round_deadline_s": 30},
+        "encryption": {"mode": "modeled"},
+        "evaluation": {"interval_s": 3},
+        "stop": {"max_time_s": 24},
+    }
+    for k, v in over.items():
+        raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
+    return raw
+
+
+def test_learning_run_improves_accuracy_and_is_reproducible():
+    a = _run(_tiny_learning())
+    m = a.metrics
+    assert m["accuracy"].iloc[0] < 0.3 < 0.7 < m["accuracy"].iloc[-1]
+    assert m["time_s"].is_monotonic_increasing and m["version"].is_monotonic_increasing
+    b = _run(_tiny_learning())
+    pd.testing.assert_frame_equal(a.metrics, b.metrics)
+
+
+def test_target_accuracy_stops_the_run():
+    res = _run(_tiny_learning(stop={"max_time_s": 1000, "target_accuracy": 0.6}))
+    assert res.summary["stop_reason"].startswith("reached target accuracy")
+    assert res.metrics["accuracy"].iloc[-1] >= 0.6
+    assert res.summary["simulated_time_s"] < 1000
+
+
+def test_real_and_modeled_encryption_give_bit_identical_models():
+    common = _tiny_learning(stop={"max_time_s": 8})
+    real = Simulation(scenario_from_dict({**common, "encryption": {"mode": "real", "params": "high_throughput"}}))
+    modeled = Simulation(scenario_from_dict({**common, "encryption": {"mode": "modeled", "params": "high_throughput"}}))
+    real.run()
+    modeled.run()
+    assert real.server.version == modeled.server.version > 1
+    np.testing.assert_array_equal(real.models.current, modeled.models.current)
