@@ -103,8 +103,11 @@ class Server:
         """Called by the engine when a device's upload completes."""
         release = self._release_at.get(update.client, 0)
         if self.version < release:
+            # An injected delay: the update reaches the server only at version `release`;
+            # the current round no longer waits for it.
             self._held.append(update)
             self.fleet.log("update_held", update.client, version=self.version, until_version=release)
+            self._after_client_done(update.client)
             return
         self._deliver(update)
 
@@ -183,7 +186,7 @@ class Server:
 
     def _fill(self) -> None:
         """Async strategies: keep `clients_per_round` jobs in flight."""
-        free = self.clients_per_round - len(self._in_flight)
+        free = self.clients_per_round - (len(self._in_flight) - len(self._held))
         if free <= 0:
             return
         started = self._invite(self._pick(free))
