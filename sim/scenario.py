@@ -252,7 +252,30 @@ def read_scenario_file(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the file paths a scenario names (data root, traces) relative to its own folder."""
+
+    def fix(node: Any, key: str) -> None:
+        if isinstance(node, dict) and isinstance(node.get(key), str) and not Path(node[key]).expanduser().is_absolute():
+            node[key] = str((base / Path(node[key]).expanduser()).resolve())
+
+    fix(raw.get("data"), "root")
+    groups = (raw.get("fleet") or {}).get("groups") if isinstance(raw.get("fleet"), dict) else None
+    for g in groups if isinstance(groups, list) else []:
+        if isinstance(g, dict):
+            fix(g.get("link_overrides"), "bandwidth_trace")
+            battery = g.get("battery")
+            fix(battery.get("recharge") if isinstance(battery, dict) else None, "trace_path")
+    return raw
+
+
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Load, override and validate a scenario file."""
-    raw = apply_overrides(read_scenario_file(path), overrides or [])
+    """Load, override and validate a scenario file.
+
+    Relative paths inside the file (data.root, trace files) are taken relative to the
+    file's folder; relative paths given with `--set` are taken relative to the working
+    directory.
+    """
+    raw = _resolve_paths(read_scenario_file(path), Path(path).parent)
+    raw = apply_overrides(raw, overrides or [])
     return scenario_from_dict(raw, source=str(path))

@@ -84,3 +84,17 @@ def test_readme_scenario_reference_is_generated_from_the_schema():
     readme = (ROOT / "README.md").read_text()
     block = readme.split(START)[1].split(END)[0].strip()
     assert block == scenario_reference().strip(), "run: python -m sim.reference --write README.md"
+
+
+def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    trace = tmp_path / "solar.csv"
+    trace.write_text("value\n0.0\n0.5\n1.0\n0.5\n")
+    p = tmp_path / "sub" / "s.yaml"
+    p.write_text(
+        "data: {root: ../data}\nfleet:\n  groups:\n    - device: rpi4\n      battery:\n        capacity_j: 1000\n"
+        "        recharge: {kind: solar, trace_path: ../solar.csv, panel_w: 2}\n"
+    )
+    sc = load_scenario(p)
+    assert sc.data.root == str((tmp_path / "data").resolve())
+    assert Path(sc.fleet.groups[0].battery["recharge"]["trace_path"]) == trace.resolve()
