@@ -1,16 +1,75 @@
 """Executors that run deferred training jobs.
 
-`sequential` (the default) trains each job in this process when its result is first
-needed. Every executor gives the same numbers for the same tasks.
+- `sequential` (the default) trains each job in this process when its result is first
+  needed: no work is wasted on jobs whose device later fails.
+- `batched` trains the jobs the server needs together (plus other submitted jobs of the
+  same size) with `torch.func.vmap`; on a GPU when torch sees one. On CPU it batches only
+  the models in `fl.batched.BATCHED_MODELS_CPU` (where that is faster) and otherwise
+  trains one job after another.
+- `process` trains jobs in a pool of worker processes (one per core, one torch thread
+  each), and keeps the pool busy with jobs submitted ahead while the engine goes on.
+- `ray` runs each job as a Ray task, on a local Ray or the cluster named by RAY_ADDRESS
+  (`pip install .[ray]`); see `fl.ray_executor`.
+
+Every job trains from its own seed, so the result does not depend on the executor, the
+grouping or the order. Kernels add in a thread-count-dependent order, so every executor
+trains with `TRAIN_THREADS` (1) torch thread per job: `sequential`, `process` and `ray`
+then give bit-identical models; `batched` agrees to float rounding (see `fl.batched`).
+Use `process` or `ray` to put more cores to work.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import multiprocessing
+import os
+import weakref
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
 import numpy as np
+import torch
 
-from fl.jobs import ClientWorkload, Executor, Job, TrainingTask
+from fl.batched import batchable, batched_local_update
+from fl.jobs import ClientUpload, ClientWorkload, Executor, Job, TrainingTask
 
-__all__ = ["SequentialExecutor", "EXECUTORS", "make_executor"]
+__all__ = [
+    "SequentialExecutor",
+    "BatchedExecutor",
+    "ProcessExecutor",
+    "PrefetchingExecutor",
+    "EXECUTORS",
+    "make_executor",
+    "resolve_all",
+    "torch_threads",
+    "TRAIN_THREADS",
+]
+
+TRAIN_THREADS = 1  # torch threads per training job, in every executor (bit-identical results)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with `n` torch intra-op threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_all(jobs: list[Job | None]) -> None:
+    """Resolve every unfinished job, handing each executor all of its jobs in one call."""
+    by_executor: dict[int, tuple[Executor, list[Job]]] = {}
+    for job in jobs:
+        if job is not None and not job.done:
+            ex = job._executor  # set while the job is unresolved
+            by_executor.setdefault(id(ex), (ex, []))[1].append(job)
+    for ex, group in by_executor.values():
+        ex.resolve(group)
 
 
 class SequentialExecutor:
@@ -25,21 +84,210 @@ class SequentialExecutor:
         return Job(self, task, base_params)
 
     def resolve(self, jobs: list[Job]) -> None:
-        for job in jobs:
-            if not job.done:
-                job.set_result(self.workload.run(job.task, job.base_params()))
+        with torch_threads(TRAIN_THREADS):
+            for job in jobs:
+                if not job.done:
+                    job.set_result(self.workload.run(job.task, job.base_params()))
 
     def close(self) -> None:
         """Release resources (nothing to release here)."""
 
 
-EXECUTORS = {"sequential": SequentialExecutor}
+class BatchedExecutor:
+    """Trains the needed jobs, and other submitted jobs of the same size, in vmapped batches."""
+
+    name = "batched"
+
+    def __init__(
+        self,
+        workload: ClientWorkload,
+        device: str | None = None,
+        max_batch: int = 64,
+        force: bool = False,
+    ) -> None:
+        """`device`: torch device (default: cuda when available, else cpu); `force`: batch on CPU too."""
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.workload = workload
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.max_batch = max_batch
+        self.batching = force or batchable(workload.model, self.device)
+        self._waiting: weakref.WeakKeyDictionary[Job, None] = weakref.WeakKeyDictionary()
+
+    def submit(self, task: TrainingTask, base_params: np.ndarray) -> Job:
+        job = Job(self, task, base_params)
+        if self.batching:
+            self._waiting[job] = None
+        return job
+
+    def resolve(self, jobs: list[Job]) -> None:
+        needed = [j for j in jobs if not j.done]
+        with torch_threads(TRAIN_THREADS):
+            if not self.batching:
+                for job in needed:
+                    job.set_result(self.workload.run(job.task, job.base_params()))
+                return
+            for group in self._groups(needed):
+                self._train(group)
+
+    def _groups(self, needed: list[Job]) -> list[list[Job]]:
+        """Batches of equal-sized jobs: the needed ones first, topped up with other waiting ones."""
+        size = self.workload.num_samples
+        by_size: dict[int, list[Job]] = defaultdict(list)
+        for job in needed:
+            by_size[size(job.task.client)].append(job)
+        chosen = {id(j) for j in needed}
+        for job in list(self._waiting.keys()):
+            n = size(job.task.client)
+            if not job.done and id(job) not in chosen and n in by_size:
+                by_size[n].append(job)
+        batches = []
+        for group in by_size.values():  # needed jobs first: only batches holding one of them run
+            n_needed = sum(id(j) in chosen for j in group)
+            limit = -(-n_needed // self.max_batch) * self.max_batch
+            batches += [group[i : i + self.max_batch] for i in range(0, min(len(group), limit), self.max_batch)]
+        return batches
+
+    def _train(self, group: list[Job]) -> None:
+        w = self.workload
+        results = batched_local_update(
+            w.model,
+            [j.base_params() for j in group],
+            [w.client_data(j.task.client) for j in group],
+            w.train,
+            [j.task.seed for j in group],
+            self.device,
+        )
+        for job, res in zip(group, results, strict=True):
+            self._waiting.pop(job, None)
+            job.set_result(w.seal(res.params, res.num_samples, res.train_loss))
+
+    def close(self) -> None:
+        """Forget waiting jobs."""
+        self._waiting.clear()
+
+
+class PrefetchingExecutor(ABC):
+    """Base of executors that run jobs elsewhere (processes, Ray): dispatch, prefetch, collect.
+
+    `resolve` dispatches the needed jobs, then tops up the workers with other submitted
+    jobs (oldest first) so they keep training while the engine simulates on; a job whose
+    device failed is dropped by the engine and never dispatched after that. Subclasses
+    provide `_launch(task, base_params) -> handle` and `_collect(handles) -> uploads`.
+    """
+
+    def __init__(self, workload: ClientWorkload, workers: int) -> None:
+        self.workload = workload
+        self.workers = max(1, int(workers))
+        self._waiting: weakref.WeakKeyDictionary[Job, None] = weakref.WeakKeyDictionary()
+        self._running: weakref.WeakKeyDictionary[Job, Any] = weakref.WeakKeyDictionary()
+
+    def submit(self, task: TrainingTask, base_params: np.ndarray) -> Job:
+        job = Job(self, task, base_params)
+        self._waiting[job] = None
+        return job
+
+    def resolve(self, jobs: list[Job]) -> None:
+        needed = [j for j in jobs if not j.done]
+        for job in needed:
+            self._dispatch(job)
+        for job in list(self._waiting.keys()):
+            if len(self._running) >= 2 * self.workers:
+                break
+            self._dispatch(job)
+        uploads = self._collect([self._running[j] for j in needed])
+        for job, upload in zip(needed, uploads, strict=True):
+            del self._running[job]
+            job.set_result(upload)
+
+    def _dispatch(self, job: Job) -> None:
+        if job in self._running:
+            return
+        self._waiting.pop(job, None)
+        self._running[job] = self._launch(job.task, job.base_params())
+
+    @abstractmethod
+    def _launch(self, task: TrainingTask, base_params: np.ndarray) -> Any:
+        """Start one job elsewhere; return a handle for `_collect`."""
+
+    @abstractmethod
+    def _collect(self, handles: list[Any]) -> list[ClientUpload]:
+        """Wait for the jobs behind `handles`; their uploads in the same order."""
+
+    def close(self) -> None:
+        """Forget waiting and running jobs."""
+        self._waiting.clear()
+        self._running.clear()
+
+
+_WORKER_WORKLOAD: ClientWorkload | None = None
+
+
+def _init_worker(workload: ClientWorkload) -> None:
+    global _WORKER_WORKLOAD
+    torch.set_num_threads(TRAIN_THREADS)
+    _WORKER_WORKLOAD = workload
+
+
+def _worker_ready() -> bool:
+    return _WORKER_WORKLOAD is not None
+
+
+def _train_in_worker(task: TrainingTask, base_params: np.ndarray) -> ClientUpload:
+    assert _WORKER_WORKLOAD is not None, "worker was not initialised"
+    return _WORKER_WORKLOAD.run(task, base_params)
+
+
+class ProcessExecutor(PrefetchingExecutor):
+    """Trains jobs in `workers` local processes (default: one per usable core), one torch thread each."""
+
+    name = "process"
+
+    def __init__(self, workload: ClientWorkload, workers: int | None = None, start_method: str | None = None) -> None:
+        super().__init__(workload, workers or len(os.sched_getaffinity(0)))
+        method = start_method or ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+        import torch.multiprocessing  # noqa: F401  (registers shared-memory pickling of tensors)
+
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_init_worker,
+            initargs=(workload,),
+        )
+        # Start every worker now: a workload that cannot be sent fails here, not mid-run.
+        for ready in [self._pool.submit(_worker_ready) for _ in range(self.workers)]:
+            ready.result()
+
+    def _launch(self, task: TrainingTask, base_params: np.ndarray) -> cf.Future:
+        return self._pool.submit(_train_in_worker, task, base_params)
+
+    def _collect(self, handles: list[cf.Future]) -> list[ClientUpload]:
+        return [h.result() for h in handles]
+
+    def close(self) -> None:
+        """Stop the worker processes (running jobs are abandoned)."""
+        super().close()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray_executor(workload: ClientWorkload) -> Executor:
+    from fl.ray_executor import RayExecutor  # optional dependency: imported only when asked for
+
+    return RayExecutor(workload)
+
+
+EXECUTORS: dict[str, Callable[[ClientWorkload], Executor]] = {
+    "sequential": SequentialExecutor,
+    "batched": BatchedExecutor,
+    "process": ProcessExecutor,
+    "ray": _ray_executor,
+}
 
 
 def make_executor(name: str, workload: ClientWorkload) -> Executor:
     """Build the executor called `name` for `workload`."""
     try:
-        cls = EXECUTORS[name]
+        factory = EXECUTORS[name]
     except KeyError:
         raise ValueError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}") from None
-    return cls(workload)
+    return factory(workload)

@@ -1,0 +1,193 @@
+"""Engine speed and scale: time-only fleets of 1k to 100k devices, and where a full run's time goes.
+
+Part 1 (time-only mode: no data, no gradient work, modeled crypto): FedAvg inviting 10% of
+the fleet per round until a number of global versions. Each cell runs in its own process,
+so its peak memory (max RSS) is its own. Reported: build and run wall seconds, simulated
+device-updates (uploads that reached the server) per wall-second, events, peak RSS.
+Targets: 100,000 devices x 10 versions in under a minute; 10,000 devices x 100 versions.
+`cpu_s` (this process's CPU seconds) is the figure to trust on a shared, busy machine.
+
+Part 2 (a full run: mnist5k, mnist_2nn, 20 devices, real SHE): the run's wall time split
+into training (local SGD), crypto (encrypt, weighted sum, decrypt), evaluation and the
+engine (everything else: SimPy, devices, server, recorder), as shares.
+
+Part 3 (with --sweep): a 4-cell sweep (quickstart scenario, modeled crypto, dropout rate
+0/0.2/0.4/0.6) with 1 and with 2 worker processes; target: at least 1.7x faster with 2.
+
+The last line printed is one line of JSON holding the same figures.
+
+Usage: python benchmarks/engine_bench.py [--quick] [--sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CELLS = [(1_000, 100), (10_000, 100), (100_000, 10)]
+QUICK_CELLS = [(1_000, 10), (10_000, 10)]
+TARGET_S = {"100000x10": 60.0}
+
+
+def time_only_scenario(devices: int, versions: int) -> dict[str, Any]:
+    """The scale scenario: FedAvg, 10% of the fleet per round, no evaluation, stop at `versions`."""
+    return {
+        "name": f"scale_{devices}",
+        "time_only": True,
+        "fleet": {"num_devices": devices},
+        "strategy": {"name": "fedavg", "client_fraction": 0.1},
+        "encryption": {"mode": "modeled"},
+        "evaluation": {"interval_s": None},
+        "stop": {"max_versions": versions, "max_time_s": 1e7},
+    }
+
+
+def run_cell(devices: int, versions: int) -> dict[str, Any]:
+    """One time-only run in this process: build and run times, updates per second, peak RSS."""
+    from sim.engine import Simulation
+    from sim.scenario import scenario_from_dict
+
+    scenario = scenario_from_dict(time_only_scenario(devices, versions))
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    sim = Simulation(scenario)
+    t1 = time.perf_counter()
+    sim.run()
+    cpu2, t2 = time.process_time(), time.perf_counter()
+    updates = sum(t.updates_sent for t in sim.totals)
+    return {
+        "devices": devices, "versions": int(sim.server.version), "build_s": t1 - t0, "run_s": t2 - t1,
+        "total_s": t2 - t0, "cpu_s": cpu2 - cpu0, "updates": updates, "updates_per_s": updates / (t2 - t0),
+        "events": sim.recorder.num_events, "simulated_s": sim.now,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _cell_in_subprocess(devices: int, versions: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--cell", f"{devices}x{versions}"], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- full-run breakdown
+def _timed(owner: Any, attr: str, bucket: str, spent: dict[str, float]) -> None:
+    """Wrap `owner.attr` so its wall time adds to `spent[bucket]`."""
+    inner: Callable = getattr(owner, attr)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent[bucket] += time.perf_counter() - t0
+
+    setattr(owner, attr, wrapper)
+
+
+def breakdown() -> dict[str, Any]:
+    """Shares of a full run's wall time: training, crypto, evaluation, engine."""
+    import fl.jobs
+    import sim.workload
+    from crypto.secure_agg import Aggregator, KeyHolder
+    from sim.engine import Simulation
+    from sim.scenario import scenario_from_dict
+
+    spent = {"training": 0.0, "crypto": 0.0, "evaluation": 0.0}
+    _timed(fl.jobs, "local_update", "training", spent)
+    for owner, attr in ((KeyHolder, "encrypt"), (KeyHolder, "decrypt_average"), (Aggregator, "weighted_sum")):
+        _timed(owner, attr, "crypto", spent)
+    _timed(sim.workload, "evaluate", "evaluation", spent)
+    raw = {
+        "name": "breakdown", "seed": 0,
+        "data": {"dataset": "mnist5k", "partition": "iid", "max_test_samples": 1000},
+        "training": {"model": "mnist_2nn", "epochs": 2, "batch_size": 10, "lr": 0.05},
+        "fleet": {"num_devices": 20, "groups": [{"device": "rpi4", "link": "wifi", "share": 0.5},
+                                                {"device": "smartphone", "link": "lte", "share": 0.5}]},
+        "strategy": {"name": "ppafl", "client_fraction": 0.3, "round_deadline_s": 30},
+        "encryption": {"mode": "real", "params": "high_throughput"},
+        "evaluation": {"interval_s": 30},
+        "stop": {"max_time_s": 300},
+    }
+    t0 = time.perf_counter()
+    simulation = Simulation(scenario_from_dict(raw))
+    try:
+        simulation.run()
+    finally:
+        simulation.workload.executor.close()
+    total = time.perf_counter() - t0
+    spent["engine"] = total - sum(spent.values())
+    return {"total_s": total, "versions": int(simulation.server.version), "seconds": spent,
+            "shares": {k: v / total for k, v in spent.items()}}
+
+
+def sweep_speedup() -> dict[str, Any]:
+    """Wall seconds of a 4-cell sweep with 1 and with 2 worker processes."""
+    import tempfile
+
+    from sim.sweep import plan_sweep, run_sweep
+
+    sets = ["failures.dropout_rate=0,0.2,0.4,0.6", "encryption.mode=modeled", "stop.max_time_s=300"]
+    cells, fields = plan_sweep(ROOT / "scenarios" / "quickstart.yaml", sets)
+    seconds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for jobs in (1, 2):
+            t0 = time.perf_counter()
+            run_sweep(cells, fields, Path(tmp) / f"jobs{jobs}", jobs=jobs, progress=False)
+            seconds[jobs] = time.perf_counter() - t0
+    return {"cells": len(cells), "seconds_1": seconds[1], "seconds_2": seconds[2], "speedup": seconds[1] / seconds[2]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1k and 10k devices, 10 versions")
+    ap.add_argument("--sweep", action="store_true", help="also time a 4-cell sweep with 1 and 2 processes")
+    ap.add_argument("--cell", help=argparse.SUPPRESS)  # DEVICESxVERSIONS: one cell, in this process
+    args = ap.parse_args(argv)
+    if args.cell:
+        devices, versions = (int(x) for x in args.cell.split("x"))
+        print(json.dumps(run_cell(devices, versions)))
+        return 0
+    cores = len(os.sched_getaffinity(0))
+    print(f"engine_bench: time-only FedAvg, 10% of the fleet per round; {cores} cores; one process per cell", flush=True)
+    print(f"{'devices':>8} {'versions':>8} {'build_s':>8} {'run_s':>8} {'cpu_s':>8} {'updates':>8} {'upd/s':>8} "
+          f"{'events':>9} {'peak_MB':>8}")
+    cells = []
+    for devices, versions in QUICK_CELLS if args.quick else CELLS:
+        c = _cell_in_subprocess(devices, versions)
+        cells.append(c)
+        print(f"{c['devices']:>8} {c['versions']:>8} {c['build_s']:>8.1f} {c['run_s']:>8.1f} {c['cpu_s']:>8.1f} "
+              f"{c['updates']:>8} "
+              f"{c['updates_per_s']:>8.0f} {c['events']:>9} {c['peak_rss_mb']:>8.0f}", flush=True)
+    met = {}
+    for c in cells:
+        key = f"{c['devices']}x{c['versions']}"
+        if key in TARGET_S:
+            met[key] = c["total_s"] < TARGET_S[key]
+            verdict = "met" if met[key] else "MISSED"
+            print(f"target {key} in under {TARGET_S[key]:g} s: {c['total_s']:.1f} s, {verdict}")
+    split = breakdown()
+    print(f"full run (mnist5k, mnist_2nn, 20 devices, real SHE): {split['total_s']:.1f} s wall, "
+          f"{split['versions']} versions; shares: "
+          + ", ".join(f"{k} {100 * v:.0f}%" for k, v in split["shares"].items()))
+    sweep = sweep_speedup() if args.sweep else None
+    if sweep:
+        met["sweep_2_workers_1.7x"] = sweep["speedup"] >= 1.7
+        print(f"sweep of {sweep['cells']} cells: {sweep['seconds_1']:.1f} s with 1 process, {sweep['seconds_2']:.1f} s "
+              f"with 2: {sweep['speedup']:.2f}x (target 1.7x: {'met' if met['sweep_2_workers_1.7x'] else 'MISSED'})")
+    print(json.dumps({"cores": cores, "cells": cells, "targets_s": TARGET_S, "targets_met": met, "full_run": split,
+                      "sweep": sweep}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""Executors: every one gives the same global models as the sequential loop."""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from fl.batched import batchable, batched_local_update
+from fl.executors import (
+    EXECUTORS,
+    BatchedExecutor,
+    ProcessExecutor,
+    SequentialExecutor,
+    make_executor,
+    resolve_all,
+)
+from fl.jobs import ClientWorkload, TrainingTask
+from fl.models import build_model
+from fl.params import get_flat
+from fl.secure import make_codec
+from fl.training import TrainConfig, local_update
+from sim.engine import Simulation
+from sim.scenario import scenario_from_dict
+
+# Batched kernels add in another order than the one-client loop: a few float32 ULPs per
+# step (one update: <= 1e-6), then the 2^-16 fixed-point step may round either way and a
+# ReLU input near zero may flip sign, moving that neuron's weights by a few 1e-4 over a run.
+BATCHED_ATOL = 1e-4  # one job
+RUN_ATOL, RUN_REL_L2 = 2e-3, 1e-3  # a short run: largest difference, relative L2 distance
+
+SCENARIO = {
+    "seed": 3,
+    "data": {"dataset": "mnist5k", "partition": "iid", "max_test_samples": 500},
+    "training": {"model": "mnist_2nn", "epochs": 1, "batch_size": 20, "lr": 0.05, "prox_mu": 0.01},
+    "fleet": {"num_devices": 8},
+    "strategy": {"name": "ppafl", "client_fraction": 0.5, "round_deadline_s": 60},
+    "encryption": {"mode": "modeled"},
+    "evaluation": {"interval_s": None, "every_versions": 1},
+    "stop": {"max_versions": 3, "max_time_s": 3600},
+}
+
+
+def _simulate(executor: str) -> Simulation:
+    sim = Simulation(scenario_from_dict(SCENARIO), executor=executor)
+    try:
+        sim.run()
+    finally:
+        sim.workload.executor.close()
+    return sim
+
+
+@pytest.fixture(scope="module")
+def reference() -> Simulation:
+    return _simulate("sequential")
+
+
+@pytest.fixture()
+def forced_batched(monkeypatch):
+    """The batched executor, made to batch on CPU too (by default it batches only where faster)."""
+    monkeypatch.setitem(EXECUTORS, "batched_forced", lambda w: BatchedExecutor(w, device="cpu", force=True))
+    return "batched_forced"
+
+
+def _workload(mnist5k, clients: int = 4, n: int = 50) -> ClientWorkload:
+    shards = [np.arange(i * n, (i + 1) * n) for i in range(clients)]
+    codec, _ = make_codec("modeled", num_values=get_flat(build_model("mnist_2nn")).size, max_clients=clients)
+    cfg = TrainConfig(epochs=1, batch_size=10, lr=0.05)
+    return ClientWorkload("mnist_2nn", mnist5k.x_train, mnist5k.y_train, shards, cfg, codec)
+
+
+@pytest.mark.slow
+def test_process_pool_gives_bit_identical_models(reference):
+    sim = _simulate("process")
+    assert sim.server.version == reference.server.version == 3
+    np.testing.assert_array_equal(sim.models.current, reference.models.current)
+    assert sim.recorder.metrics().equals(reference.recorder.metrics())
+
+
+def test_batched_matches_within_float_tolerance(reference, forced_batched):
+    sim = _simulate(forced_batched)
+    assert sim.workload.executor.batching
+    assert sim.server.version == reference.server.version
+    got, want = sim.models.current, reference.models.current
+    np.testing.assert_allclose(got, want, rtol=0, atol=RUN_ATOL)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < RUN_REL_L2
+    assert not np.array_equal(sim.models.current, get_flat(build_model("mnist_2nn")))
+    acc_a, acc_b = sim.recorder.metrics()["accuracy"], reference.recorder.metrics()["accuracy"]
+    np.testing.assert_allclose(acc_a, acc_b, atol=0.01)
+
+
+@pytest.mark.slow
+def test_ray_gives_bit_identical_models(reference):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (optional: pip install .[ray])")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        sim = _simulate("ray")
+    finally:
+        ray.shutdown()
+    np.testing.assert_array_equal(sim.models.current, reference.models.current)
+
+
+@pytest.mark.parametrize("prox_mu", [0.0, 0.1])
+def test_batched_local_update_matches_local_update(mnist5k, prox_mu):
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=0.05, prox_mu=prox_mu)
+    bases = [get_flat(build_model("mnist_2nn", seed=s)) for s in range(3)]
+    data = [(mnist5k.x_train[i * 60 : (i + 1) * 60], mnist5k.y_train[i * 60 : (i + 1) * 60]) for i in range(3)]
+    seeds = [11, 12, 13]
+    batched = batched_local_update("mnist_2nn", bases, data, cfg, seeds)
+    for base, (x, y), seed, got in zip(bases, data, seeds, batched):
+        want = local_update("mnist_2nn", base, x, y, cfg, seed)
+        np.testing.assert_allclose(got.params, want.params, rtol=0, atol=1e-6)
+        assert got.train_loss == pytest.approx(want.train_loss, abs=1e-5)
+        assert got.num_samples == want.num_samples == 60
+
+
+def test_batched_refuses_unequal_sizes_and_dropout(mnist5k):
+    cfg = TrainConfig(epochs=1, batch_size=10)
+    base = get_flat(build_model("mnist_2nn"))
+    x, y = mnist5k.x_train, mnist5k.y_train
+    with pytest.raises(ValueError, match="same number of samples"):
+        batched_local_update("mnist_2nn", [base, base], [(x[:20], y[:20]), (x[:30], y[:30])], cfg, [1, 2])
+    assert not batchable("cifar_cnn3", torch.device("cuda"))  # dropout
+    assert batchable("mnist_cnn", torch.device("cuda"))
+
+
+def test_resolve_all_hands_each_executor_its_jobs_once(mnist5k):
+    work = _workload(mnist5k)
+    calls = []
+
+    class Counting(SequentialExecutor):
+        def resolve(self, jobs):
+            calls.append(len(jobs))
+            super().resolve(jobs)
+
+    ex = Counting(work)
+    base = get_flat(build_model("mnist_2nn"))
+    jobs = [ex.submit(TrainingTask(c, 0, 100 + c), base) for c in range(4)]
+    resolve_all([*jobs, None])
+    assert calls == [4] and all(j.done for j in jobs)
+    resolve_all(jobs)
+    assert calls == [4]  # nothing left to do
+
+
+def test_batched_executor_tops_up_batches_with_waiting_jobs(mnist5k):
+    work = _workload(mnist5k)
+    ex = BatchedExecutor(work, device="cpu", force=True)
+    base = get_flat(build_model("mnist_2nn"))
+    jobs = [ex.submit(TrainingTask(c, 0, 200 + c), base) for c in range(4)]
+    ex.resolve([jobs[0]])
+    assert all(j.done for j in jobs)  # the other waiting jobs rode along in the same batch
+    for c, job in enumerate(jobs):
+        want = local_update("mnist_2nn", base, *work.client_data(c), work.train, 200 + c).params
+        np.testing.assert_allclose(job.result().payload.body / 2.0**16, want, atol=BATCHED_ATOL)
+
+
+def test_process_executor_prefetches_live_jobs_only(mnist5k):
+    work = _workload(mnist5k)
+    ex = ProcessExecutor(work, workers=2)
+    try:
+        base = get_flat(build_model("mnist_2nn"))
+        jobs = [ex.submit(TrainingTask(c, 0, 300 + c), base) for c in range(4)]
+        dead = ex.submit(TrainingTask(0, 0, 999), base)
+        del dead  # the engine drops the job of a device that failed
+        gc.collect()
+        ex.resolve([jobs[3]])
+        assert len(ex._running) == 3 and len(ex._waiting) == 0  # the three live jobs were sent ahead
+        resolve_all(jobs)
+        seq = SequentialExecutor(work)
+        for c, job in enumerate(jobs):
+            want = seq.submit(TrainingTask(c, 0, 300 + c), base).result()
+            np.testing.assert_array_equal(job.result().payload.body, want.payload.body)
+            assert job.result().train_loss == want.train_loss
+    finally:
+        ex.close()
+
+
+def test_unknown_executor_names_the_known_ones(mnist5k):
+    with pytest.raises(ValueError, match="unknown executor 'gpu'; known: sequential, batched, process, ray"):
+        make_executor("gpu", _workload(mnist5k))
+
+
+def test_ray_missing_says_how_to_install(monkeypatch, mnist5k):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ImportError, match=r"pip install \.\[ray\]"):
+        make_executor("ray", _workload(mnist5k))
