@@ -8,6 +8,7 @@ same way as the file.
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -179,6 +180,10 @@ class Scenario(_Section):
         return self.model_dump(mode="json")
 
 
+_SHORT = reprlib.Repr()  # bad values are shown short: a huge input must not make a huge message
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid scenario ({err.error_count()} problem(s)):"]
     for e in err.errors():
@@ -187,7 +192,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"  - {path}: unknown key (check its spelling; see README 'Scenario fields')")
             continue
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  - {path} = {e.get('input')!r}: {msg}")
+        lines.append(f"  - {path} = {_SHORT.repr(e.get('input'))}: {msg}")
     return "\n".join(lines)
 
 

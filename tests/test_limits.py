@@ -1,0 +1,82 @@
+"""Resource limits: a scenario that would not fit the machine is refused before anything is built."""
+
+from __future__ import annotations
+
+import pytest
+
+import sim.runner
+from sim.cli import main
+from sim.limits import ResourceLimitError, check_resources, estimate_resources, machine_memory_bytes
+from sim.runner import run_scenario
+from sim.scenario import ScenarioError, load_scenario, scenario_from_dict
+
+HUGE = {
+    "name": "huge",
+    "training": {"model": "mnist_cnn"},
+    "fleet": {"num_devices": 5000},
+    "strategy": {"name": "ppafl"},
+    "encryption": {"mode": "real", "params": "paper"},
+}
+
+
+def test_the_shipped_scenarios_fit():
+    for name in ("quickstart", "paper_mnist"):
+        est = check_resources(load_scenario(f"scenarios/{name}.yaml"))
+        assert 0 < est.total < machine_memory_bytes()
+
+
+def test_a_scenario_beyond_the_machine_is_refused_with_estimate_and_limit():
+    with pytest.raises(ResourceLimitError) as err:
+        check_resources(scenario_from_dict(HUGE))
+    msg = str(err.value)
+    assert "scenario 'huge' needs an estimated" in msg and "GiB" in msg
+    assert "updates held by the server (" in msg and "this machine's memory" in msg
+    assert "time_only: true" in msg  # says how to get out
+    assert isinstance(err.value, ScenarioError)
+
+
+def test_the_estimate_follows_the_encryption_mode_and_the_fleet():
+    def updates(**changes):
+        sc = scenario_from_dict({**HUGE, "fleet": {"num_devices": 100}, **changes})
+        return next(v for k, v in estimate_resources(sc).parts.items() if k.startswith("updates held"))
+
+    real, modeled = updates(), updates(encryption={"mode": "modeled"})
+    off = updates(encryption={"mode": "off"})
+    assert real > modeled > off == (2 * 10 + 5 + 100) * 4 * 1663370
+    assert updates(fleet={"num_devices": 200}) > real
+
+
+def test_time_only_holds_no_data_and_no_updates():
+    est = estimate_resources(scenario_from_dict({**HUGE, "time_only": True, "fleet": {"num_devices": 100_000}}))
+    assert set(est.parts) == {"interpreter and libraries", "devices"}
+    assert est.update_nbytes > 10 * 2**20  # still reports what one ciphertext update weighs on the wire
+
+
+def test_an_explicit_limit_is_used_and_named():
+    quick = load_scenario("scenarios/quickstart.yaml")
+    with pytest.raises(ResourceLimitError, match=r"more than the memory limit \(100.0 MiB\)"):
+        check_resources(quick, limit_bytes=100 * 2**20)
+
+
+def test_run_refuses_before_building_anything(tmp_path, monkeypatch):
+    def no_simulation(*_a, **_k):
+        raise AssertionError("the simulation was built before the resource check")
+
+    monkeypatch.setattr(sim.runner, "Simulation", no_simulation)
+    with pytest.raises(ResourceLimitError):
+        run_scenario(scenario_from_dict(HUGE), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_reports_the_refusal(tmp_path, capsys):
+    argv = ["run", "scenarios/quickstart.yaml", "--out", str(tmp_path / "o"), "--memory-limit-gb", "0.1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ppafl: error: scenario 'quickstart' needs an estimated") and "102.4 MiB" in err
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "inf", "nan", "lots"])
+def test_cli_rejects_a_bad_limit(bad, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "scenarios/quickstart.yaml", "--out", "x", "--memory-limit-gb", bad])
+    assert exit_.value.code == 2 and "--memory-limit-gb" in capsys.readouterr().err
