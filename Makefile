@@ -25,5 +25,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/*_bench.py; do $(PY) $$b || exit 1; done
 
+## Regenerate the README's figures from a real dropout sweep (10-20 minutes on 2 cores; resumable).
+figures: $(STAMP)
+	$(PY) scripts/make_figures.py --jobs 2
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

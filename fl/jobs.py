@@ -16,7 +16,8 @@ import torch
 
 from crypto import CryptoError
 from fl.secure import ClientCodec
-from fl.training import TrainConfig, local_update
+from fl.result_cache import ResultCache
+from fl.training import LocalResult, TrainConfig, local_update
 
 __all__ = ["TrainingTask", "ClientUpload", "ClientWorkload", "Job", "Executor", "task_seed"]
 
@@ -57,6 +58,7 @@ class ClientWorkload:
     ) -> None:
         self.model, self.train, self.codec = model, train, codec
         self.x_train, self.y_train, self.shards = x_train, y_train, shards
+        self.cache: ResultCache | None = None  # set by the runner: finished jobs survive a restart
 
     def num_samples(self, client: int) -> int:
         return int(len(self.shards[client]))
@@ -66,10 +68,29 @@ class ClientWorkload:
         return self.x_train[idx], self.y_train[idx]
 
     def run(self, task: TrainingTask, base_params: np.ndarray) -> ClientUpload:
-        """Train one client from `base_params` and encrypt its new model."""
-        x, y = self.client_data(task.client)
-        res = local_update(self.model, base_params, x, y, self.train, task.seed)
+        """Train one client from `base_params` (or take the cached result) and encrypt its new model."""
+        res = self.train_cached(task, base_params)
         return self.seal(res.params, res.num_samples, res.train_loss)
+
+    def train_cached(self, task: TrainingTask, base_params: np.ndarray) -> LocalResult:
+        """The client's local update, from `self.cache` when this exact job already ran."""
+        if self.cache is None:
+            x, y = self.client_data(task.client)
+            return local_update(self.model, base_params, x, y, self.train, task.seed)
+        key = self.cache.key(
+            model=self.model,
+            train=self.train,
+            data_digest=self.cache.data_digest(self.x_train, self.y_train),
+            shard=self.shards[task.client],
+            seed=task.seed,
+            base_params=base_params,
+        )
+        res = self.cache.get(key, int(np.asarray(base_params).size))
+        if res is None:
+            x, y = self.client_data(task.client)
+            res = local_update(self.model, base_params, x, y, self.train, task.seed)
+            self.cache.put(key, res)
+        return res
 
     def seal(self, params: np.ndarray, num_samples: int, train_loss: float) -> ClientUpload:
         """Check a trained model and encrypt it; a diverged or out-of-range model is not sent."""

@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from fl.executors import resolve_all
 from fl.jobs import Job
 from fl.secure import integer_weights
 from fl.strategies import AggregationPlan, Arrival, Strategy
@@ -235,8 +236,9 @@ class Server:
         if not plan.contributions:
             return
         contribs, payloads = [], []
-        for c in plan.contributions:
-            job = self._payload_job(c.uid, c.client)
+        jobs = [self._payload_job(c.uid, c.client) for c in plan.contributions]
+        resolve_all(jobs)  # all of the plan's training at once: executors batch or parallelise it
+        for c, job in zip(plan.contributions, jobs):
             upload = job.result() if job is not None else None
             if upload is not None and upload.payload is None:
                 self.stats["updates_rejected"] += 1

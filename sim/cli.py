@@ -4,10 +4,39 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 __all__ = ["main", "build_parser"]
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def _raise(_signum: int, _frame: object) -> None:
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _resume_command(argv: list[str]) -> str:
+    """The command that resumes this run: the same one, without --overwrite (which would start over)."""
+    return shlex.join(["ppafl", *(a for a in argv if a != "--overwrite")])
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -19,10 +48,27 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"seed={args.seed}")
     scenario = load_scenario(args.scenario, overrides)
     out = Path(args.out)
-    if (out / "summary.json").exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already holds a finished run; pass --overwrite or choose another --out")
-    result = run_scenario(scenario, out, executor=args.executor, progress=not args.quiet)
+    limit = None if args.memory_limit_gb is None else int(args.memory_limit_gb * 2**30)
+    try:
+        with _sigterm_as_interrupt():
+            result = run_scenario(
+                scenario, out, executor=args.executor, progress=not args.quiet,
+                overwrite=args.overwrite, command=["ppafl", *args.argv], memory_limit=limit,
+            )
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        print(
+            f"ppafl: {how}; {out} keeps every finished training job and no partial output. "
+            f"Resume with the same command:\n  {_resume_command(args.argv)}",
+            file=sys.stderr,
+        )
+        return 128 + int(signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
     s = result.summary
+    manifest = result.manifest or {}
+    if manifest.get("attempts", 1) > 1:
+        cache = manifest.get("training_cache")
+        jobs = f": {cache['jobs_reused']} training jobs reused, {cache['jobs_trained']} trained now" if cache else ""
+        print(f"resumed (attempt {manifest['attempts']}){jobs}")
     acc = "n/a (time-only)" if s["final_accuracy"] is None else f"{100 * s['final_accuracy']:.2f}%"
     print(
         f"{scenario.name}: {s['versions']} global versions in {s['simulated_time_s']:.0f} simulated s "
@@ -49,6 +95,41 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from sim.study_plots import plot_sweep, sensitivity_table
+    from sim.sweep import SweepCellError, plan_sweep, run_sweep
+
+    cells, fields = plan_sweep(args.scenario, list(args.set or []), seeds=args.seeds)
+    before = sum((Path(args.out) / "cells" / c.id / "summary.json").is_file() for c in cells)
+    print(f"sweep: {len(cells)} cells ({before} finished before) into {args.out}/cells/", file=sys.stderr)
+    try:
+        with _sigterm_as_interrupt():
+            result = run_sweep(cells, fields, args.out, jobs=args.jobs, executor=args.executor, progress=not args.quiet)
+    except SweepCellError as exc:
+        print(f"ppafl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"ppafl: sweep stopped; finished cells are kept. Resume with the same command:\n  "
+              f"{shlex.join(['ppafl', *args.argv])}", file=sys.stderr)
+        return 128 + int(signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+    figures = plot_sweep(result.out, result.table, fields)
+    print(f"ran {len(result.ran)} cells, {len(result.skipped)} were finished before")
+    if fields and result.table["final_accuracy"].notna().any():
+        print(sensitivity_table(result.table, fields, "final_accuracy").to_string())
+    print(f"outputs in {result.out}/: sweep.csv " + " ".join(p.name for p in figures))
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ppafl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default="sequential", help="how client training runs (default: sequential)")
     run.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--memory-limit-gb", type=_positive_float, metavar="GB",
+        help="refuse scenarios estimated to need more memory (default: this machine's memory)",
+    )
     run.set_defaults(func=_run)
 
     plot = sub.add_parser("plot", help="overlay the accuracy curves of several runs")
@@ -68,6 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default="accuracy_vs_time.png", help="image file to write")
     plot.add_argument("--title", default="", help="figure title")
     plot.set_defaults(func=_plot)
+
+    sweep = sub.add_parser("sweep", help="run a scenario over a grid of values and seeds; plot the sensitivity")
+    sweep.add_argument("scenario", help="scenario YAML file (see scenarios/)")
+    sweep.add_argument("--out", required=True, help="sweep directory (rerun it to resume: finished cells are kept)")
+    sweep.add_argument(
+        "--set", action="append", metavar="KEY.PATH=V1,V2,...",
+        help="sweep a field over comma-separated values, or override it with a single value",
+    )
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds per grid point: scenario seed + 0..N-1 (default 1)")
+    sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of CPUs)")
+    sweep.add_argument("--executor", default="sequential", help="how client training runs in each cell")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=_sweep)
     return parser
 
 
@@ -77,10 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     from fl.data import DataError
     from sim.scenario import ScenarioError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
-    except (ScenarioError, DataError, CryptoError, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (ScenarioError, DataError, CryptoError, OSError, ValueError) as exc:
         print(f"ppafl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -136,7 +136,7 @@ class Simulation:
         self.env.timeout(max(0.0, time - self.now)).callbacks.append(lambda _ev: fn())
 
     def log(self, event: str, device: int = -1, **info: Any) -> None:
-        version = info.pop("version", self.server.version if hasattr(self, "server") else 0)
+        version = info.pop("version", self.server.version)
         self.recorder.event(self.now, event, device, version, **info)
 
     def version_created(self, version: int) -> None:

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["plot_accuracy", "plot_device_timeline"]
+__all__ = ["plot_accuracy", "plot_device_timeline", "time_unit"]
 
 # Spans drawn on the timeline: (start event, end event, label, colour).
 _SPANS = [
@@ -24,11 +24,16 @@ _SPANS = [
 ]
 
 
+def time_unit(t_max: float) -> tuple[float, str]:
+    """Divisor and unit name for a time axis reaching `t_max` seconds: s, min or h."""
+    return (3600, "h") if t_max > 3 * 3600 else (60, "min") if t_max > 3 * 60 else (1, "s")
+
+
 def plot_accuracy(runs: dict[str, pd.DataFrame], path: str | Path, title: str = "", fmt: str | None = None) -> Path:
     """Test accuracy versus simulated time, one line per run (label -> metrics table)."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     top = max((float(m["time_s"].max()) for m in runs.values() if len(m)), default=0.0)
-    scale, unit = (3600, "h") if top > 3 * 3600 else (60, "min") if top > 3 * 60 else (1, "s")
+    scale, unit = time_unit(top)
     for label, m in runs.items():
         m = m.dropna(subset=["accuracy"])
         ax.plot(m["time_s"] / scale, 100 * m["accuracy"], marker="o", markersize=2.5, linewidth=1.6, label=label)
@@ -62,7 +67,7 @@ def plot_device_timeline(events: pd.DataFrame, path: str | Path, max_devices: in
     """What each device was doing over time: transfers, training, crypto, outages, empty battery."""
     t_end = float(events["time_s"].max()) if len(events) else 1.0
     devices = sorted(d for d in events["device"].unique() if d >= 0)[:max_devices]
-    scale, unit = (3600, "h") if t_end > 3 * 3600 else (60, "min") if t_end > 3 * 60 else (1, "s")
+    scale, unit = time_unit(t_end)
     fig, ax = plt.subplots(figsize=(9, 0.28 * max(len(devices), 4) + 1.4), dpi=120)
     seen: set[str] = set()
     for row, dev in enumerate(devices):

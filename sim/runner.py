@@ -1,23 +1,37 @@
-"""Run a scenario and write its outputs: metrics, events, device totals, summary, plots."""
+"""Run a scenario and write its outputs: metrics, events, device totals, summary, plots.
+
+With an output directory a run is resumable: the directory gets a manifest (see
+`sim.manifest`) and a cache of finished training jobs (see `fl.result_cache`). A run
+killed at any moment is resumed by running it again: the deterministic simulation
+replays from the start, taking the finished jobs from the cache, and ends with outputs
+identical to those of an uninterrupted run (only `wall_clock_s` differs). Every output
+is written atomically; the cache is deleted once the run has finished.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fl.jobs import ClientWorkload
+from fl.result_cache import ResultCache
+from sim.atomic import atomic_write
 from sim.engine import Simulation
+from sim.limits import check_resources
+from sim.manifest import RunDir, open_run
 from sim.plots import plot_accuracy, plot_device_timeline
 from sim.scenario import Scenario
 
-__all__ = ["RunResult", "run_scenario", "write_outputs", "atomic_write", "time_to_accuracy"]
+__all__ = ["RunResult", "run_scenario", "write_outputs", "atomic_write", "time_to_accuracy", "OUTPUT_FILES"]
+
+OUTPUT_FILES = ("metrics.csv", "events.csv", "devices.csv", "summary.json", "accuracy_vs_time.png", "device_timeline.png")
 
 
 @dataclass
@@ -26,19 +40,7 @@ class RunResult:
     events: pd.DataFrame
     devices: pd.DataFrame
     summary: dict[str, Any]
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    manifest: dict[str, Any] | None = None  # the run directory's manifest (runs with an output directory)
 
 
 def time_to_accuracy(metrics: pd.DataFrame, target: float) -> float | None:
@@ -116,12 +118,15 @@ def _summary(sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall
     }
 
 
-def run_scenario(
-    scenario: Scenario, out_dir: str | Path | None = None, executor: str = "sequential", progress: bool = False
-) -> RunResult:
-    """Simulate `scenario`; write the outputs to `out_dir` if given."""
+def _simulate(scenario: Scenario, executor: str, progress: bool, cache: ResultCache | None) -> RunResult:
+    """Build and run the simulation; training goes through `cache` where the executor trains in this process."""
     t0 = time.perf_counter()
     sim = Simulation(scenario, executor=executor, progress=progress)
+    client_work = getattr(sim.workload.executor, "workload", None)
+    if cache is not None and isinstance(client_work, ClientWorkload):
+        # Executors that train through `ClientWorkload.run` here use it; worker processes got
+        # their copy of the workload already and train without it (a resume is then correct, not faster).
+        client_work.cache = cache
     try:
         sim.run()
     finally:
@@ -129,14 +134,56 @@ def run_scenario(
             sim.workload.executor.close()
     metrics = sim.recorder.metrics()
     devices = _device_table(sim)
-    result = RunResult(metrics, sim.recorder.events(), devices, _summary(sim, metrics, devices, time.perf_counter() - t0))
-    if out_dir is not None:
-        write_outputs(result, Path(out_dir))
+    return RunResult(metrics, sim.recorder.events(), devices, _summary(sim, metrics, devices, time.perf_counter() - t0))
+
+
+def run_scenario(
+    scenario: Scenario,
+    out_dir: str | Path | None = None,
+    executor: str = "sequential",
+    progress: bool = False,
+    *,
+    overwrite: bool = False,
+    command: list[str] | None = None,
+    memory_limit: int | None = None,
+) -> RunResult:
+    """Simulate `scenario`; with `out_dir`, resumably, writing the outputs there.
+
+    Refuses up front (`ResourceLimitError`) a scenario whose estimated memory exceeds
+    `memory_limit` bytes (default: this machine's memory). With `out_dir`: a finished run
+    there is refused unless `overwrite`; an unfinished run of the same scenario is resumed;
+    the manifest ends `finished`, `failed` (with the error) or `interrupted`.
+    """
+    check_resources(scenario, memory_limit)
+    if out_dir is None:
+        return _simulate(scenario, executor, progress, None)
+    run = open_run(out_dir, scenario, OUTPUT_FILES, command=command, overwrite=overwrite)
+    try:
+        return _run_in(run, scenario, executor, progress)
+    finally:
+        run.close()
+
+
+def _run_in(run: RunDir, scenario: Scenario, executor: str, progress: bool) -> RunResult:
+    try:
+        cache = ResultCache(run.cache_dir)
+        result = _simulate(scenario, executor, progress, cache)
+        write_outputs(result, run.path)
+    except KeyboardInterrupt:
+        run.mark("interrupted", error="interrupted (Ctrl-C or SIGTERM); run the same command again to resume")
+        raise
+    except BaseException as exc:
+        run.mark("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    stats = {"jobs_reused": cache.hits, "jobs_trained": cache.misses} if cache.hits + cache.misses else None
+    run.mark("finished", wall_clock_s=result.summary["wall_clock_s"], training_cache=stats)
+    shutil.rmtree(run.cache_dir, ignore_errors=True)  # only needed to resume an unfinished run
+    result.manifest = run.manifest
     return result
 
 
 def write_outputs(result: RunResult, out: Path) -> None:
-    """Write metrics.csv, events.csv, devices.csv, summary.json and the two figures into `out`."""
+    """Write metrics.csv, events.csv, devices.csv, summary.json and the two figures into `out`, each atomically."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "metrics.csv", lambda p: result.metrics.to_csv(p, index=False))
     atomic_write(out / "events.csv", lambda p: result.events.to_csv(p, index=False))

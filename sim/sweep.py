@@ -1,0 +1,397 @@
+"""Sweeps: run a scenario over a grid of field values and seeds, in parallel, resumably.
+
+`--set failures.dropout_rate=0,0.2,0.4` sweeps a field (values separated by commas,
+each parsed as YAML; commas inside `[...]`, `{...}` or quotes do not split); a single
+value is a plain override. The grid is the cross product of the swept fields, times the
+seeds `scenario.seed + 0 .. seeds-1`. Every cell's scenario is validated before any
+runs. Each cell is a normal run directory `DIR/cells/<cell id>/`, built as
+`DIR/cells/.partial-<cell id>/` and renamed when complete, so a cell is finished exactly
+when its directory holds a `summary.json`. Running the sweep again skips finished cells,
+resumes an interrupted cell's run (see `sim.runner`) and rebuilds `DIR/sweep.csv`, one
+row per finished cell. Worker processes are spawned, so a script that calls `run_sweep`
+with `jobs > 1` needs the `if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sim.scenario import (
+    Scenario,
+    ScenarioError,
+    apply_overrides,
+    parse_override,
+    read_scenario_file,
+    scenario_from_dict,
+)
+
+__all__ = [
+    "Cell",
+    "SweepResult",
+    "SweepCellError",
+    "ACCURACY_FRACTIONS",
+    "split_values",
+    "parse_sets",
+    "plan_sweep",
+    "run_sweep",
+    "cell_row",
+    "collect_table",
+    "read_sweep",
+]
+
+ACCURACY_FRACTIONS = (0.25, 0.5, 0.75)
+"""`accuracy_at_<p>pct` columns: accuracy at these fractions of stop.max_time_s."""
+
+_CELLS = "cells"
+_PARTIAL = ".partial-"
+_ID_SAFE = re.compile(r"[^A-Za-z0-9._+=-]")
+_MAX_ID_LEN = 120
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: the swept values (dotted field -> value), its seed and its scenario."""
+
+    id: str
+    values: dict[str, Any]
+    seed: int
+    scenario: Scenario
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did: the table of finished cells and how many ran now or before."""
+
+    out: Path
+    fields: list[str]
+    table: pd.DataFrame
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------- the grid
+def split_values(text: str) -> list[str]:
+    """Split a value list at top-level commas (not inside brackets, braces or quotes)."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def parse_sets(sets: list[str]) -> tuple[list[str], dict[str, list[Any]]]:
+    """Split `--set` arguments into plain overrides and swept fields (dotted key -> values)."""
+    plain: list[str] = []
+    swept: dict[str, list[Any]] = {}
+    for text in sets:
+        key, _, value = text.partition("=")
+        pieces = split_values(value)
+        if len(pieces) == 1:
+            parse_override(text)  # fail early on a malformed override
+            plain.append(text)
+            continue
+        if any(not p.strip() for p in pieces):
+            raise ScenarioError(f"--set {text!r}: empty value in the list; write values like 0,0.2,0.4")
+        values = [parse_override(f"{key}={p}")[1] for p in pieces]
+        key = key.strip()
+        if key in swept:
+            raise ScenarioError(f"--set {key}: swept twice; give all its values in one --set")
+        if len({json.dumps(v, sort_keys=True) for v in values}) < len(values):
+            raise ScenarioError(f"--set {text!r}: a value appears twice; list each value once")
+        swept[key] = values
+    return plain, swept
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _short_keys(fields: list[str]) -> dict[str, str]:
+    """Last part of each dotted key, or the whole key where two fields share a last part."""
+    last = [f.rsplit(".", 1)[-1] for f in fields]
+    return {f: (s if last.count(s) == 1 else f) for f, s in zip(fields, last)}
+
+
+def _cell_id(values: dict[str, Any], seed: int, short: dict[str, str]) -> str:
+    """A stable, readable, file-name-safe id, e.g. `dropout_rate=0.2__name=fedbuff__seed=1`."""
+    readable = "__".join([*(f"{short[k]}={_format_value(v)}" for k, v in values.items()), f"seed={seed}"])
+    safe = _ID_SAFE.sub("-", readable)
+    if safe == readable and len(safe) <= _MAX_ID_LEN:
+        return safe
+    return f"{safe[:_MAX_ID_LEN]}-{_digest(values, seed)}"
+
+
+def _digest(values: dict[str, Any], seed: int) -> str:
+    return hashlib.sha1(json.dumps([values, seed], sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _override(key: str, value: Any) -> str:
+    return f"{key}={json.dumps(value)}"  # JSON is valid YAML: the value round-trips exactly
+
+
+def plan_sweep(scenario_path: str | Path, sets: list[str], seeds: int = 1) -> tuple[list[Cell], list[str]]:
+    """The validated cells of a sweep (grid order) and the swept fields.
+
+    Raises ScenarioError naming the field and value when any cell's scenario is invalid.
+    """
+    if seeds < 1:
+        raise ScenarioError(f"--seeds {seeds}: need at least 1 seed")
+    plain, swept = parse_sets(sets)
+    raw = apply_overrides(read_scenario_file(scenario_path), plain)
+    base = scenario_from_dict(raw, source=str(scenario_path))
+    if "seed" in swept:
+        if seeds != 1:
+            raise ScenarioError("--set seed=... and --seeds both choose seeds; use one of them")
+        seed_list = swept.pop("seed")
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seed_list):
+            raise ScenarioError(f"--set seed={seed_list}: seeds must be whole numbers >= 0")
+    else:
+        seed_list = [base.seed + i for i in range(seeds)]
+    fields = list(swept)
+    short = _short_keys(fields)
+    cells: list[Cell] = []
+    grid: list[dict[str, Any]] = [{}]
+    for key in fields:
+        grid = [{**g, key: v} for g in grid for v in swept[key]]
+    for values in grid:
+        for seed in seed_list:
+            overrides = [_override(k, v) for k, v in values.items()] + [f"seed={seed}"]
+            label = ", ".join(f"{k}={_format_value(v)}" for k, v in values.items()) or f"seed={seed}"
+            scenario = scenario_from_dict(apply_overrides(raw, overrides), source=f"{scenario_path} with {label}")
+            cells.append(Cell(_cell_id(values, seed, short), values, seed, scenario))
+    if len({c.id for c in cells}) != len(cells):  # e.g. values 1 and "1": make every id unique
+        cells = [Cell(f"{c.id}-{_digest(c.values, c.seed)}", c.values, c.seed, c.scenario) for c in cells]
+    return cells, fields
+
+
+# --------------------------------------------------------------------- running
+class SweepCellError(RuntimeError):
+    """A cell's run failed; the message names the cell and the error."""
+
+
+def _init_worker(parent: int) -> None:
+    """Worker processes: one thread each (cores go to cells); exit when the sweep process dies."""
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    import torch
+
+    torch.set_num_threads(1)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)  # orphaned (the sweep was killed): stop; the cell resumes when the sweep is rerun
+
+
+def _run_cell_safely(args: tuple[dict[str, Any], str, str, str]) -> str:
+    """`_run_cell` for a worker pool: an error comes back naming the cell."""
+    try:
+        return _run_cell(*args)
+    except Exception as exc:
+        raise SweepCellError(f"sweep cell {args[2]} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _run_cell(scenario: dict[str, Any], cells_dir: str, cell_id: str, executor: str) -> str:
+    """Run one cell in `cells/.partial-<id>/` (resumable), then rename it into place (all or nothing)."""
+    from sim.runner import run_scenario
+
+    partial, final = Path(cells_dir) / f"{_PARTIAL}{cell_id}", Path(cells_dir) / cell_id
+    if not _finished_partial(partial):
+        run_scenario(scenario_from_dict(scenario, source=cell_id), partial, executor=executor)
+    if final.exists():  # a leftover without summary.json (finished cells are never rerun)
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    return cell_id
+
+
+def _finished_partial(partial: Path) -> bool:
+    """A partial directory whose run finished (the sweep was killed before renaming it)."""
+    from sim.manifest import RunDirError, read_manifest
+
+    try:
+        manifest = read_manifest(partial) if partial.is_dir() else None
+    except RunDirError:
+        return False
+    return manifest is not None and manifest["status"] == "finished"
+
+
+def _clear_stale_partials(cells_dir: Path, cells: list[Cell]) -> None:
+    """Keep an interrupted cell's partial directory (its run resumes) only if it ran the same scenario."""
+    from sim.manifest import RunDirError, read_manifest
+
+    wanted = {f"{_PARTIAL}{c.id}": c.scenario.to_dict() for c in cells}
+    for partial in cells_dir.glob(f"{_PARTIAL}*"):
+        try:
+            manifest = read_manifest(partial)
+        except RunDirError:
+            manifest = None
+        if manifest is None or manifest.get("scenario") != wanted.get(partial.name):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{path}.{k}" if path else k)]
+    return [] if a == b else [f"{path or '(scenario)'} was {a!r}, is {b!r} now"]
+
+
+def _check_finished(cell: Cell, summary_path: Path) -> None:
+    """A finished cell must have run this cell's scenario; otherwise its numbers would mislead."""
+    done = json.loads(summary_path.read_text())["scenario"]
+    diffs = _diff(done, cell.scenario.to_dict())
+    if diffs:
+        raise ScenarioError(
+            f"{summary_path.parent} was run with a different scenario ({'; '.join(diffs[:3])}); "
+            f"sweep into another --out, or delete that folder to recompute it"
+        )
+
+
+def run_sweep(
+    cells: list[Cell],
+    fields: list[str],
+    out: str | Path,
+    jobs: int | None = None,
+    executor: str = "sequential",
+    progress: bool = True,
+) -> SweepResult:
+    """Run every unfinished cell (`jobs` worker processes; 1 = in this process), then write sweep.csv."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    cells_dir = out / _CELLS
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    _clear_stale_partials(cells_dir, cells)
+    todo, skipped = [], []
+    for cell in cells:
+        summary = cells_dir / cell.id / "summary.json"
+        if summary.is_file():
+            _check_finished(cell, summary)
+            skipped.append(cell.id)
+        else:
+            todo.append(cell)
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs {jobs}: need at least 1 worker process")
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    desc = f"sweep: {len(skipped)} of {len(cells)} cells done before" if skipped else "sweep"
+    with tqdm(total=len(todo), desc=desc, unit="cell", disable=not progress or not todo, file=sys.stderr) as bar:
+        if jobs == 1:
+            _run_here(todo, cells_dir, executor, bar)
+        else:
+            _run_pool(todo, cells_dir, executor, jobs, bar)
+    table = collect_table(cells, fields, out)
+    return SweepResult(out, fields, table, [c.id for c in todo], skipped)
+
+
+def _run_here(todo: list[Cell], cells_dir: Path, executor: str, bar: Any) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers, so the numbers do not depend on --jobs
+    try:
+        for cell in todo:
+            _run_cell_safely((cell.scenario.to_dict(), str(cells_dir), cell.id, executor))
+            bar.update()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_pool(todo: list[Cell], cells_dir: Path, executor: str, jobs: int, bar: Any) -> None:
+    tasks = [(c.scenario.to_dict(), str(cells_dir), c.id, executor) for c in todo]
+    with get_context("spawn").Pool(jobs, _init_worker, (os.getpid(),)) as pool:  # exit terminates the workers
+        for _ in pool.imap_unordered(_run_cell_safely, tasks, chunksize=1):
+            bar.update()
+
+
+# --------------------------------------------------------------------- the table
+def _accuracy_at(metrics: pd.DataFrame, t: float) -> float:
+    """Accuracy of the last evaluation at or before simulated time `t` (NaN if none)."""
+    m = metrics.dropna(subset=["accuracy"])
+    m = m[m["time_s"] <= t + 1e-9]
+    return float(m["accuracy"].iloc[-1]) if len(m) else math.nan
+
+
+def _nan(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def cell_row(values: dict[str, Any], seed: int, summary: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
+    """One sweep.csv row: swept values, seed, accuracy, time to target, energy, bytes, losses."""
+    server = summary["server"]
+    lost = {k: int(server.get(k, 0)) for k in ("jobs_failed", "updates_discarded", "updates_rejected")}
+    max_time = summary["scenario"]["stop"]["max_time_s"]
+    return {
+        **{k: v if isinstance(v, (int, float, str)) else _format_value(v) for k, v in values.items()},
+        "seed": seed,
+        "final_accuracy": _nan(summary["final_accuracy"]),
+        "best_accuracy": _nan(summary["best_accuracy"]),
+        **{f"accuracy_at_{round(100 * f)}pct": _accuracy_at(metrics, f * max_time) for f in ACCURACY_FRACTIONS},
+        "target_accuracy": summary["target_accuracy"],
+        "time_to_target_s": _nan(summary["time_to_target_s"]),
+        "energy_j": summary["energy_j"],
+        "bytes_sent": summary["bytes_sent"],
+        "updates_lost": sum(lost.values()),
+        **lost,
+        "updates_aggregated": int(server.get("updates_aggregated", 0)),
+        "aggregates_of_one": summary["aggregates_of_one"],
+        "versions": summary["versions"],
+        "devices_dropped_out": summary["devices_dropped_out"],
+        "simulated_time_s": summary["simulated_time_s"],
+        "wall_clock_s": summary["wall_clock_s"],
+    }
+
+
+def collect_table(cells: list[Cell], fields: list[str], out: str | Path) -> pd.DataFrame:
+    """Rebuild DIR/sweep.csv (and DIR/sweep.json, the grid) from every finished cell, in grid order."""
+    from sim.runner import atomic_write
+
+    out = Path(out)
+    rows = []
+    for cell in cells:
+        d = out / _CELLS / cell.id
+        if (d / "summary.json").is_file():
+            summary = json.loads((d / "summary.json").read_text())
+            row = cell_row(cell.values, cell.seed, summary, pd.read_csv(d / "metrics.csv"))
+            rows.append({"cell": cell.id, **row})
+    table = pd.DataFrame(rows)
+    atomic_write(out / "sweep.csv", lambda p: table.to_csv(p, index=False))
+    spec = {"fields": fields, "seeds": sorted({c.seed for c in cells}), "cells": [c.id for c in cells]}
+    atomic_write(out / "sweep.json", lambda p: p.write_text(json.dumps(spec, indent=2) + "\n"))
+    return table
+
+
+def read_sweep(out: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """The table and swept fields of a sweep directory written by `run_sweep`."""
+    out = Path(out)
+    if not (out / "sweep.csv").is_file() or not (out / "sweep.json").is_file():
+        raise FileNotFoundError(f"{out}: no sweep.csv/sweep.json here; pass a directory written by `ppafl sweep`")
+    spec = json.loads((out / "sweep.json").read_text())
+    return pd.read_csv(out / "sweep.csv"), list(spec["fields"])
