@@ -1,4 +1,4 @@
-"""The `ppafl` command line: run a scenario, overlay runs."""
+"""The `ppafl` command line: run a scenario, sweep a grid of scenarios, overlay runs."""
 
 from __future__ import annotations
 
@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a scenario field")
-    run.add_argument("--executor", default="sequential", help="how client training runs (default: sequential)")
+    run.add_argument(
+        "--executor", default="sequential", help="how client training runs: sequential (default), batched, process, ray"
+    )
     run.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
@@ -163,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--seeds", type=int, default=1, help="seeds per grid point: scenario seed + 0..N-1 (default 1)")
     sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of CPUs)")
-    sweep.add_argument("--executor", default="sequential", help="how client training runs in each cell")
+    sweep.add_argument(
+        "--executor", default="sequential", help="how client training runs in each cell: sequential, batched, ray"
+    )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_sweep)
     return parser

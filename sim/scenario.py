@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from devices import DEVICE_CLASSES, LINK_CLASSES, DeviceProfile, resolve_profile
 
@@ -135,6 +135,11 @@ class EncryptionConfig(_Section):
     mode: Literal["off", "modeled", "real"] = Field(
         "modeled", description="off = plaintext; real = SHE ciphertexts; modeled = same integers, no crypto."
     )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
     params: Literal["paper", "high_throughput"] = Field(
         "high_throughput", description="SHE parameter set (paper = k0 2048, k2 160; high_throughput enlarges L)."
     )

@@ -98,3 +98,9 @@ def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path):
     sc = load_scenario(p)
     assert sc.data.root == str((tmp_path / "data").resolve())
     assert Path(sc.fleet.groups[0].battery["recharge"]["trace_path"]) == trace.resolve()
+
+
+def test_bare_off_means_encryption_off(tmp_path):
+    p = _write(tmp_path, "encryption:\n  mode: off\n")
+    assert load_scenario(p).encryption.mode == "off"
+    assert load_scenario(p, ["encryption.mode=real"]).encryption.mode == "real"
