@@ -66,7 +66,7 @@ def resolve_all(jobs: list[Job | None]) -> None:
     by_executor: dict[int, tuple[Executor, list[Job]]] = {}
     for job in jobs:
         if job is not None and not job.done:
-            ex = job._executor  # set while the job is unresolved
+            ex = job.executor  # set while the job is unresolved
             by_executor.setdefault(id(ex), (ex, []))[1].append(job)
     for ex, group in by_executor.values():
         ex.resolve(group)

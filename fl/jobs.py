@@ -125,6 +125,11 @@ class Job:
         self._result: ClientUpload | None = None
 
     @property
+    def executor(self) -> Executor | None:
+        """The executor that will run this job; None once it is resolved."""
+        return self._executor
+
+    @property
     def done(self) -> bool:
         return self._result is not None
 

@@ -166,6 +166,16 @@ def _error_lines(ax: Any, stats: pd.DataFrame, x: str | None, colours: dict[str,
     ax.grid(alpha=0.3)
 
 
+def _save(fig, path: str | Path, title: str, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """Title, lay out, write and close a figure."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=rect)
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_sensitivity(
     table: pd.DataFrame,
     fields: list[str],
@@ -186,12 +196,7 @@ def plot_sensitivity(
             ax.set_xlabel(_field_label(x))
             ax.set_ylabel(ylabel)
         axes[0][0].legend(frameon=False)
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-    return Path(path)
+        return _save(fig, path, title)
 
 
 def _metric_scale(metric: str, table: pd.DataFrame) -> tuple[float, str]:
@@ -253,12 +258,7 @@ def plot_accuracy_bands(curves: pd.DataFrame, path: str | Path, facet: str | Non
         band_note = f"line: mean of {seeds} seeds, band: lowest to highest seed" if seeds > 1 else ""
         fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(len(labels), 6), frameon=False,
                    title=band_note or None, title_fontsize=8)
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout(rect=(0, 0.1 if len(axes) <= 3 else 0.06, 1, 1))
-        fig.savefig(path)
-        plt.close(fig)
-    return Path(path)
+        return _save(fig, path, title, rect=(0, 0.1 if len(axes) <= 3 else 0.06, 1, 1))
 
 
 def plot_energy_by_class(devices: pd.DataFrame, path: str | Path, x: str | None = None, title: str = "") -> Path:
@@ -283,12 +283,7 @@ def plot_energy_by_class(devices: pd.DataFrame, path: str | Path, x: str | None 
         for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
             ax.set_ylabel(ylabel.replace("fleet energy", "energy per device"))
         axes[0].legend(frameon=False)
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-    return Path(path)
+        return _save(fig, path, title)
 
 
 # --------------------------------------------------------------------- a sweep directory
