@@ -55,10 +55,11 @@ class ClientWorkload:
         shards: list[np.ndarray],
         train: TrainConfig,
         codec: ClientCodec,
+        cache: ResultCache | None = None,
     ) -> None:
         self.model, self.train, self.codec = model, train, codec
         self.x_train, self.y_train, self.shards = x_train, y_train, shards
-        self.cache: ResultCache | None = None  # set by the runner: finished jobs survive a restart
+        self.cache = cache  # finished jobs survive a restart (a resumable run's cache)
 
     def num_samples(self, client: int) -> int:
         return int(len(self.shards[client]))

@@ -19,6 +19,7 @@ import simpy
 from devices import AvailabilitySpec, Device
 from fl.global_model import GlobalModels
 from fl.jobs import TrainingTask, task_seed
+from fl.result_cache import ResultCache
 from fl.server import Server, UpdateArrived
 from fl.strategies import make_strategy
 from sim.recorder import Recorder
@@ -82,7 +83,13 @@ class _DeviceTotals:
 class Simulation:
     """One run of a scenario: build everything, then `run()` until a stop condition."""
 
-    def __init__(self, scenario: Scenario, executor: str = "sequential", progress: bool = False) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        executor: str = "sequential",
+        progress: bool = False,
+        cache: ResultCache | None = None,
+    ) -> None:
         self.scenario = scenario
         self.progress = progress
         root = np.random.SeedSequence(scenario.seed)
@@ -91,7 +98,8 @@ class Simulation:
         self.recorder = Recorder()
         self.devices = build_fleet(scenario, fleet_seq)
         self.num_clients = len(self.devices)
-        self.workload: Workload = build_workload(scenario, self.num_clients, int(init_seq.generate_state(1)[0]), executor)
+        init_seed = int(init_seq.generate_state(1)[0])
+        self.workload: Workload = build_workload(scenario, self.num_clients, init_seed, executor, cache)
         self.models: GlobalModels | None = self.workload.models
         strategy = make_strategy(scenario.strategy)
         per_round = max(1, round(scenario.strategy.client_fraction * self.num_clients))

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fl.jobs import ClientWorkload
 from fl.result_cache import ResultCache
 from sim.atomic import atomic_write
 from sim.engine import Simulation
@@ -119,14 +118,9 @@ def _summary(sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall
 
 
 def _simulate(scenario: Scenario, executor: str, progress: bool, cache: ResultCache | None) -> RunResult:
-    """Build and run the simulation; training goes through `cache` where the executor trains in this process."""
+    """Build and run the simulation; finished training jobs go through `cache`."""
     t0 = time.perf_counter()
-    sim = Simulation(scenario, executor=executor, progress=progress)
-    client_work = getattr(sim.workload.executor, "workload", None)
-    if cache is not None and isinstance(client_work, ClientWorkload):
-        # Executors that train through `ClientWorkload.run` here use it; worker processes got
-        # their copy of the workload already and train without it (a resume is then correct, not faster).
-        client_work.cache = cache
+    sim = Simulation(scenario, executor=executor, progress=progress, cache=cache)
     try:
         sim.run()
     finally:

@@ -19,6 +19,7 @@ from fl.jobs import ClientWorkload
 from fl.models import build_model, flops_per_sample
 from fl.params import get_flat
 from fl.partition import partition
+from fl.result_cache import ResultCache
 from fl.secure import CRYPTO_COST, make_codec
 from fl.strategies import make_strategy
 from fl.training import TrainConfig, evaluate
@@ -60,8 +61,14 @@ def _check_model_fits_data(model: str, dataset: str) -> None:
         )
 
 
-def build_workload(scenario: Scenario, num_clients: int, init_seed: int, executor: str = "sequential") -> Workload:
-    """Build the learning side of `scenario` for `num_clients` devices."""
+def build_workload(
+    scenario: Scenario,
+    num_clients: int,
+    init_seed: int,
+    executor: str = "sequential",
+    cache: ResultCache | None = None,
+) -> Workload:
+    """Build the learning side of `scenario` for `num_clients` devices; `cache` keeps finished training jobs."""
     data_cfg, enc = scenario.data, scenario.encryption
     _check_model_fits_data(scenario.training.model, data_cfg.dataset)
     model = build_model(scenario.training.model, seed=init_seed)
@@ -102,7 +109,7 @@ def build_workload(scenario: Scenario, num_clients: int, init_seed: int, executo
     )
     t = scenario.training
     train_cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, prox_mu=t.prox_mu)
-    client_work = ClientWorkload(t.model, ds.x_train, ds.y_train, shards, train_cfg, codec)
+    client_work = ClientWorkload(t.model, ds.x_train, ds.y_train, shards, train_cfg, codec, cache)
     x_test, y_test = ds.x_test, ds.y_test
     if data_cfg.max_test_samples is not None:
         x_test, y_test = x_test[: data_cfg.max_test_samples], y_test[: data_cfg.max_test_samples]
