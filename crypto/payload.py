@@ -13,8 +13,6 @@ import struct
 from dataclasses import dataclass
 from typing import Sequence
 
-from gmpy2 import mpz
-
 from crypto.encoding import SlotLayout
 from crypto.errors import PayloadError
 from crypto.she import PublicParams
@@ -35,7 +33,7 @@ class Payload:
     """The decoded content of a payload."""
 
     layout: SlotLayout
-    ciphertexts: tuple[mpz, ...]
+    ciphertexts: tuple[int, ...]
     weight_sum: int
     count: int
 
@@ -50,7 +48,7 @@ def _digest(data: bytes | memoryview) -> bytes:
 
 
 def encode_payload(
-    kind: int, key_id: bytes, layout: SlotLayout, ciphertexts: Sequence[mpz], weight_sum: int, count: int
+    kind: int, key_id: bytes, layout: SlotLayout, ciphertexts: Sequence[int], weight_sum: int, count: int
 ) -> bytes:
     """Serialize ciphertexts with their layout, key id and (for aggregates) weight sum and count."""
     header = _HEADER.pack(
@@ -98,7 +96,7 @@ def decode_payload(data: bytes, public: PublicParams, kind: int) -> Payload:
     view = memoryview(data)
     start = _HEADER.size
     ciphertexts = tuple(
-        mpz.from_bytes(view[i : i + width], "big") for i in range(start, start + layout.num_ciphertexts * width, width)
+        int.from_bytes(view[i : i + width], "big") for i in range(start, start + layout.num_ciphertexts * width, width)
     )
     if max(ciphertexts) >= public.n:
         raise PayloadError(f"{what} holds a ciphertext >= N: not made under this public parameter")

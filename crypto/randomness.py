@@ -36,3 +36,29 @@ class RandomSource:
         """A uniform random integer in [0, 2^nbits)."""
         raw = int.from_bytes(self.bytes((nbits + 7) // 8), "little")
         return raw & ((1 << nbits) - 1)
+
+    def integers_below(self, bound: int, count: int) -> list[int]:
+        """`count` integers uniform in [0, bound), by rejection: draws of bound's bit length
+        that are not below `bound` are discarded (compared exactly)."""
+        if bound < 1 or count < 0:
+            raise CryptoError(f"integers_below needs bound >= 1 and count >= 0, got {bound} and {count}")
+        nbits = int(bound).bit_length()
+        width = max(8, (nbits + 7) // 8)  # big-endian rows; the leading 8 bytes read as one uint64
+        lead = 8 * width - nbits  # leading bits that must be zero
+        limit = int(bound).to_bytes(width, "big")
+        limit_head = int.from_bytes(limit[:8], "big")
+        out: list[int] = []
+        while len(out) < count:  # a draw is kept with probability bound / 2^nbits >= 1/2
+            need = count - len(out)
+            draws = need + need // 2 + 8
+            rows = np.frombuffer(self.bytes(draws * width), dtype=np.uint8).reshape(draws, width).copy()
+            rows[:, : lead // 8] = 0
+            if lead % 8:
+                rows[:, lead // 8] &= 0xFF >> (lead % 8)
+            head = rows[:, :8].copy().view(">u8").ravel()
+            below = head < limit_head
+            for i in np.flatnonzero(head == limit_head):  # the leading 64 bits tie: compare all bytes
+                below[i] = rows[i].tobytes() < limit
+            kept = rows[below][:need].tobytes()
+            out += [int.from_bytes(kept[i : i + width], "big") for i in range(0, len(kept), width)]
+        return out

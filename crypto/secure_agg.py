@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from gmpy2 import mpz
 
 from crypto import she
 from crypto.encoding import PackedEncoder, SlotLayout
@@ -29,7 +28,7 @@ MODES = ("real", "modeled")
 _MODELED_KEY_ID = b"modeled".ljust(16, b"\0")
 _ENCRYPT_STREAM = 1
 
-Body = tuple[mpz, ...] | np.ndarray  # ciphertexts (real) or fixed-point integers (modeled)
+Body = tuple[int, ...] | np.ndarray  # ciphertexts (real) or fixed-point integers (modeled)
 
 
 def _to_bytes(kind: int, key_id: bytes, layout: SlotLayout, body: Body, weight_sum: int, count: int) -> bytes:

@@ -74,16 +74,30 @@ def test_homomorphic_add_and_plaintext_multiply(m1, m2, k1, k2):
     assert decrypt(sk, add(pk, c1, c2)) == m1 + m2
 
 
-def test_fast_encryption_equals_the_paper_formula():
+def test_encryption_is_the_paper_formula_with_r1_uniform_mod_q():
     sk, pk = _key()
     msgs = [5, -7, 2**150, -(2**150)]
-    cts = encrypt_many(sk, msgs, RandomSource(99, stream=2))
-    r1s, r1_bytes, rs, r_bytes = she._random_blocks(RandomSource(99, stream=2), len(msgs), SMALL)
-    for k, (m, c) in enumerate(zip(msgs, cts)):
-        r1 = int.from_bytes(r1s[k * r1_bytes : (k + 1) * r1_bytes], "little")
-        r = int.from_bytes(rs[k * r_bytes : (k + 1) * r_bytes], "little")
-        assert r.bit_length() == SMALL.r_bits and r1 < 2**SMALL.k0
-        assert c == ((r * sk.L + m) * (1 + r1 * sk.p)) % pk.n
+    for m, c in zip(msgs, encrypt_many(sk, msgs, RandomSource(99, stream=2))):
+        assert type(c) is int and 0 <= c < pk.n
+        x = c % sk.p  # r*L + m
+        r, rem = divmod(x - m, sk.L)
+        assert rem == 0 and r.bit_length() == SMALL.r_bits
+        t, rem = divmod(c - x, sk.p)
+        assert rem == 0 and 0 <= t < sk.q
+        r1 = t * gmpy2.invert(x, sk.q) % sk.q  # the paper's r1 behind this ciphertext
+        assert c == (x * (1 + r1 * sk.p)) % pk.n
+
+
+@pytest.mark.parametrize("bound", [1, 2, 200, 256, (3 << 14) + 5, (1 << 70) + 1])
+def test_integers_below_is_uniform_below_the_bound(bound):
+    draws = RandomSource(3).integers_below(bound, 20_000)
+    assert len(draws) == 20_000 and min(draws) >= 0 and max(draws) < bound
+    if bound > 1:  # mean and the top of the range, within 4 standard errors
+        mean, sd = (bound - 1) / 2, bound / 12**0.5
+        assert abs(sum(draws) / len(draws) - mean) < 4 * sd / len(draws) ** 0.5
+        assert max(draws) >= bound - max(1, bound // 1000)
+    with pytest.raises(CryptoError, match="bound >= 1"):
+        RandomSource(3).integers_below(0, 5)
 
 
 def test_encryption_is_randomized_and_seeded_randomness_reproducible():
