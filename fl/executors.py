@@ -23,10 +23,15 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import pickle
+import shutil
+import tempfile
 import weakref
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -149,16 +154,25 @@ class BatchedExecutor:
         return batches
 
     def _train(self, group: list[Job]) -> None:
+        """Train one batch (jobs already in the run's result cache are taken from it), then seal."""
         w = self.workload
-        results = batched_local_update(
-            w.model,
-            [j.base_params() for j in group],
-            [w.client_data(j.task.client) for j in group],
-            w.train,
-            [j.task.seed for j in group],
-            self.device,
-        )
+        keys = [w.cache_key(j.task, j.base_params()) for j in group]
+        results = [w.cached(key, j.base_params()) for key, j in zip(keys, group)]
+        todo = [i for i, res in enumerate(results) if res is None]
+        if todo:
+            trained = batched_local_update(
+                w.model,
+                [group[i].base_params() for i in todo],
+                [w.client_data(group[i].task.client) for i in todo],
+                w.train,
+                [group[i].task.seed for i in todo],
+                self.device,
+            )
+            for i, res in zip(todo, trained, strict=True):
+                w.store(keys[i], res)
+                results[i] = res
         for job, res in zip(group, results, strict=True):
+            assert res is not None
             self._waiting.pop(job, None)
             job.set_result(w.seal(res.params, res.num_samples, res.train_loss))
 
@@ -221,6 +235,49 @@ class PrefetchingExecutor(ABC):
 
 
 _WORKER_WORKLOAD: ClientWorkload | None = None
+_SPOOL_MIN_BYTES = 1 << 20  # uploads at least this large go back through a file, not the pipe
+
+
+@dataclass(frozen=True)
+class _Spooled:
+    """A worker's upload, pickled into a file of the executor's spool directory."""
+
+    path: str
+
+
+def _spool_directory() -> str:
+    """A fresh directory for uploads in flight: in RAM (/dev/shm) where there is one."""
+    shm = Path("/dev/shm")
+    return tempfile.mkdtemp(prefix="ppafl-spool-", dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None)
+
+
+def _ship(upload: ClientUpload, spool: str) -> ClientUpload | _Spooled:
+    """A large upload (real SHE: ~100 B per parameter) goes through a file: the pool's pipe moves
+    only ~0.2 GB/s here. Where the file cannot be written (e.g. a full /dev/shm), the pipe it is."""
+    data = pickle.dumps(upload, protocol=pickle.HIGHEST_PROTOCOL)
+    if len(data) < _SPOOL_MIN_BYTES:
+        return upload
+    path = None
+    try:
+        fd, path = tempfile.mkstemp(dir=spool, suffix=".upload")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError:
+        if path is not None:
+            Path(path).unlink(missing_ok=True)
+        return upload
+    return _Spooled(path)
+
+
+def _unship(result: ClientUpload | _Spooled) -> ClientUpload:
+    """The upload a worker returned, read back (and its file removed) if it was spooled."""
+    if not isinstance(result, _Spooled):
+        return result
+    path = Path(result.path)
+    try:
+        return pickle.loads(path.read_bytes())
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _init_worker(workload: ClientWorkload) -> None:
@@ -233,9 +290,9 @@ def _worker_ready() -> bool:
     return _WORKER_WORKLOAD is not None
 
 
-def _train_in_worker(task: TrainingTask, base_params: np.ndarray) -> ClientUpload:
+def _train_in_worker(task: TrainingTask, base_params: np.ndarray, spool: str) -> ClientUpload | _Spooled:
     assert _WORKER_WORKLOAD is not None, "worker was not initialised"
-    return _WORKER_WORKLOAD.run(task, base_params)
+    return _ship(_WORKER_WORKLOAD.run(task, base_params), spool)
 
 
 class ProcessExecutor(PrefetchingExecutor):
@@ -254,20 +311,23 @@ class ProcessExecutor(PrefetchingExecutor):
             initializer=_init_worker,
             initargs=(workload,),
         )
+        self._spool = _spool_directory()
+        self._remove_spool = weakref.finalize(self, shutil.rmtree, self._spool, True)
         # Start every worker now: a workload that cannot be sent fails here, not mid-run.
         for ready in [self._pool.submit(_worker_ready) for _ in range(self.workers)]:
             ready.result()
 
     def _launch(self, task: TrainingTask, base_params: np.ndarray) -> cf.Future:
-        return self._pool.submit(_train_in_worker, task, base_params)
+        return self._pool.submit(_train_in_worker, task, base_params, self._spool)
 
     def _collect(self, handles: list[cf.Future]) -> list[ClientUpload]:
-        return [h.result() for h in handles]
+        return [_unship(h.result()) for h in handles]
 
     def close(self) -> None:
-        """Stop the worker processes (running jobs are abandoned)."""
+        """Stop the worker processes (running jobs are abandoned) and remove uploads in flight."""
         super().close()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._remove_spool()
 
 
 def _ray_executor(workload: ClientWorkload) -> Executor:

@@ -75,10 +75,19 @@ class ClientWorkload:
 
     def train_cached(self, task: TrainingTask, base_params: np.ndarray) -> LocalResult:
         """The client's local update, from `self.cache` when this exact job already ran."""
-        if self.cache is None:
+        key = self.cache_key(task, base_params)
+        res = self.cached(key, base_params)
+        if res is None:
             x, y = self.client_data(task.client)
-            return local_update(self.model, base_params, x, y, self.train, task.seed)
-        key = self.cache.key(
+            res = local_update(self.model, base_params, x, y, self.train, task.seed)
+            self.store(key, res)
+        return res
+
+    def cache_key(self, task: TrainingTask, base_params: np.ndarray) -> str | None:
+        """The cache entry of this job: a digest of everything its result depends on (None: no cache)."""
+        if self.cache is None:
+            return None
+        return self.cache.key(
             model=self.model,
             train=self.train,
             data_digest=self.cache.data_digest(self.x_train, self.y_train),
@@ -86,12 +95,17 @@ class ClientWorkload:
             seed=task.seed,
             base_params=base_params,
         )
-        res = self.cache.get(key, int(np.asarray(base_params).size))
-        if res is None:
-            x, y = self.client_data(task.client)
-            res = local_update(self.model, base_params, x, y, self.train, task.seed)
-            self.cache.put(key, res)
-        return res
+
+    def cached(self, key: str | None, base_params: np.ndarray) -> LocalResult | None:
+        """The stored result under `key`, or None (no cache, or not stored)."""
+        if key is None or self.cache is None:
+            return None
+        return self.cache.get(key, int(np.asarray(base_params).size))
+
+    def store(self, key: str | None, result: LocalResult) -> None:
+        """Keep a finished result under `key` (nothing without a cache)."""
+        if key is not None and self.cache is not None:
+            self.cache.put(key, result)
 
     def seal(self, params: np.ndarray, num_samples: int, train_loss: float) -> ClientUpload:
         """Check a trained model and encrypt it; a diverged or out-of-range model is not sent."""

@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=int, default=1, help="seeds per grid point: scenario seed + 0..N-1 (default 1)")
     sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of CPUs)")
     sweep.add_argument(
-        "--executor", default="sequential", help="how client training runs in each cell: sequential, batched, ray"
+        "--executor",
+        default="sequential",
+        help="how client training runs in each cell: sequential, batched, ray, or process (with --jobs 1)",
     )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_sweep)

@@ -286,6 +286,14 @@ def run_sweep(
     """Run every unfinished cell (`jobs` worker processes; 1 = in this process), then write sweep.csv."""
     from tqdm import tqdm
 
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs {jobs}: need at least 1 worker process")
+    if executor == "process" and (jobs or os.cpu_count() or 1) > 1:
+        raise ValueError(
+            "--executor process starts worker processes of its own, which sweep workers cannot start; "
+            "use --jobs 1 --executor process (cells one after another, each on all cores), "
+            "or --jobs N with --executor sequential (N cells side by side)"
+        )
     out = Path(out)
     cells_dir = out / _CELLS
     cells_dir.mkdir(parents=True, exist_ok=True)
@@ -298,8 +306,6 @@ def run_sweep(
             skipped.append(cell.id)
         else:
             todo.append(cell)
-    if jobs is not None and jobs < 1:
-        raise ValueError(f"--jobs {jobs}: need at least 1 worker process")
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     desc = f"sweep: {len(skipped)} of {len(cells)} cells done before" if skipped else "sweep"
     with tqdm(total=len(todo), desc=desc, unit="cell", disable=not progress or not todo, file=sys.stderr) as bar:

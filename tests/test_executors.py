@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,13 +16,17 @@ from fl.executors import (
     BatchedExecutor,
     ProcessExecutor,
     SequentialExecutor,
+    _ship,
+    _Spooled,
+    _unship,
     make_executor,
     resolve_all,
 )
-from fl.jobs import ClientWorkload, TrainingTask
+from fl.jobs import ClientUpload, ClientWorkload, TrainingTask
 from fl.models import build_model
 from fl.params import get_flat
-from fl.secure import make_codec
+from fl.result_cache import ResultCache
+from fl.secure import PlainVector, make_codec
 from fl.training import TrainConfig, local_update
 from sim.engine import Simulation
 from sim.scenario import scenario_from_dict
@@ -157,6 +162,30 @@ def test_batched_executor_tops_up_batches_with_waiting_jobs(mnist5k):
         np.testing.assert_allclose(job.result().payload.body / 2.0**16, want, atol=BATCHED_ATOL)
 
 
+def test_batched_executor_reuses_and_fills_the_result_cache(mnist5k, tmp_path, monkeypatch):
+    work = _workload(mnist5k)
+    work.cache = ResultCache(tmp_path)
+    base = get_flat(build_model("mnist_2nn"))
+    first = BatchedExecutor(work, device="cpu", force=True)
+    jobs = [first.submit(TrainingTask(c, 0, 400 + c), base) for c in range(3)]
+    resolve_all(jobs)
+    assert len(work.cache) == 3
+    trained = []
+
+    def counting(*args):
+        trained.append(args)
+        return batched_local_update(*args)
+
+    monkeypatch.setattr("fl.executors.batched_local_update", counting)
+    again = BatchedExecutor(work, device="cpu", force=True)
+    reruns = [again.submit(TrainingTask(c, 0, 400 + c), base) for c in range(4)]  # client 3 is new
+    resolve_all(reruns)
+    assert len(trained) == 1 and len(trained[0][1]) == 1  # only the job missing from the cache trained
+    assert work.cache.hits == 3 and len(work.cache) == 4
+    for old, new in zip(jobs, reruns):
+        np.testing.assert_array_equal(old.result().payload.body, new.result().payload.body)
+
+
 def test_process_executor_prefetches_live_jobs_only(mnist5k):
     work = _workload(mnist5k)
     ex = ProcessExecutor(work, workers=2)
@@ -169,6 +198,7 @@ def test_process_executor_prefetches_live_jobs_only(mnist5k):
         ex.resolve([jobs[3]])
         assert len(ex._running) == 3 and len(ex._waiting) == 0  # the three live jobs were sent ahead
         resolve_all(jobs)
+        assert not any(Path(ex._spool).iterdir())  # every upload that came back through a file was read
         seq = SequentialExecutor(work)
         for c, job in enumerate(jobs):
             want = seq.submit(TrainingTask(c, 0, 300 + c), base).result()
@@ -176,6 +206,19 @@ def test_process_executor_prefetches_live_jobs_only(mnist5k):
             assert job.result().train_loss == want.train_loss
     finally:
         ex.close()
+    assert not Path(ex._spool).exists()
+
+
+def test_large_uploads_travel_through_a_file_and_fall_back_to_the_pipe(tmp_path):
+    big = ClientUpload(PlainVector(np.arange(1 << 19, dtype=np.float32)), 60, 0.5)  # 2 MiB
+    small = ClientUpload(PlainVector(np.ones(10, dtype=np.float32)), 60, 0.5)
+    assert _ship(small, str(tmp_path)) is small
+    shipped = _ship(big, str(tmp_path))
+    assert isinstance(shipped, _Spooled) and Path(shipped.path).parent == tmp_path
+    back = _unship(shipped)
+    np.testing.assert_array_equal(back.payload.values, big.payload.values)
+    assert not any(tmp_path.iterdir())
+    assert _ship(big, str(tmp_path / "missing")) is big  # the file cannot be written: the pipe carries it
 
 
 def test_unknown_executor_names_the_known_ones(mnist5k):

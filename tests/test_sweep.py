@@ -151,6 +151,12 @@ def test_a_changed_scenario_is_refused_rather_than_mixed_with_old_cells(tiny: Pa
         run_sweep(*plan_sweep(tiny, ["seed=0", "stop.max_time_s=6"]), out, jobs=1, progress=False)
 
 
+def test_process_executor_needs_one_sweep_worker_and_says_so(tiny: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="use --jobs 1 --executor process"):
+        run_sweep(*plan_sweep(tiny, ["seed=0"]), tmp_path / "s", jobs=2, executor="process", progress=False)
+    assert not (tmp_path / "s").exists()  # refused before anything was written
+
+
 @pytest.mark.slow
 def test_worker_processes_give_the_same_numbers(tiny: Path, tmp_path: Path) -> None:
     sets = ["strategy.name=ppafl,fedbuff"]
