@@ -6,8 +6,9 @@
   same size) with `torch.func.vmap`; on a GPU when torch sees one. On CPU it batches only
   the models in `fl.batched.BATCHED_MODELS_CPU` (where that is faster) and otherwise
   trains one job after another.
-- `process` trains jobs in a pool of worker processes (one per core, one torch thread
-  each), and keeps the pool busy with jobs submitted ahead while the engine goes on.
+- `process` trains (and encrypts) jobs in a pool of worker processes (one per core, one
+  torch thread each), keeps the pool busy with jobs submitted ahead while the engine goes
+  on, and takes large uploads back through files in /dev/shm rather than the pipe.
 - `ray` runs each job as a Ray task, on a local Ray or the cluster named by RAY_ADDRESS
   (`pip install .[ray]`); see `fl.ray_executor`.
 
