@@ -1,26 +1,36 @@
-"""Federated learning core: data sets, partitions, models, local training."""
+"""Federated learning core: data sets, partitions, models, local training.
 
-from fl.data import DATASET_NAMES, DataError, Dataset, load_dataset
-from fl.models import MODEL_NAMES, build_model, flops_per_sample, num_parameters
-from fl.params import get_flat, set_flat
-from fl.partition import PARTITION_SCHEMES, partition
-from fl.training import LocalResult, TrainConfig, evaluate, local_update
+Names are imported on first use, so that importing a light module of the package (e.g.
+`fl.errors`) does not load torch.
+"""
 
-__all__ = [
-    "DATASET_NAMES",
-    "MODEL_NAMES",
-    "PARTITION_SCHEMES",
-    "DataError",
-    "Dataset",
-    "LocalResult",
-    "TrainConfig",
-    "build_model",
-    "evaluate",
-    "flops_per_sample",
-    "get_flat",
-    "load_dataset",
-    "local_update",
-    "num_parameters",
-    "partition",
-    "set_flat",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "DATASET_NAMES": "fl.data",
+    "DataError": "fl.errors",
+    "Dataset": "fl.data",
+    "load_dataset": "fl.data",
+    "MODEL_NAMES": "fl.models",
+    "build_model": "fl.models",
+    "flops_per_sample": "fl.models",
+    "num_parameters": "fl.models",
+    "get_flat": "fl.params",
+    "set_flat": "fl.params",
+    "PARTITION_SCHEMES": "fl.partition",
+    "partition": "fl.partition",
+    "LocalResult": "fl.training",
+    "TrainConfig": "fl.training",
+    "evaluate": "fl.training",
+    "local_update": "fl.training",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'fl' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fl.errors import DataError
+
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
@@ -82,10 +84,6 @@ _FALLBACK_HINT = (
     "Pass download=True to fetch it, or run on the embedded default "
     "data set 'mnist5k' (no files needed)."
 )
-
-
-class DataError(ValueError):
-    """A data set could not be loaded: unknown name, or missing/bad files."""
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare by identity

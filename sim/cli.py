@@ -40,13 +40,14 @@ def _resume_command(argv: list[str]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sim.runner import run_scenario
     from sim.scenario import load_scenario
 
     overrides = list(args.set or [])
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    scenario = load_scenario(args.scenario, overrides)
+    scenario = load_scenario(args.scenario, overrides)  # a bad scenario fails before torch loads
+
+    from sim.runner import run_scenario
     out = Path(args.out)
     limit = None if args.memory_limit_gb is None else int(args.memory_limit_gb * 2**30)
     try:
@@ -178,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ppafl` console script."""
     from crypto import CryptoError
-    from fl.data import DataError
+    from fl.errors import DataError
     from sim.scenario import ScenarioError
 
     argv = sys.argv[1:] if argv is None else list(argv)

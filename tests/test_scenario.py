@@ -1,5 +1,7 @@
 """Scenario files: defaults, overrides, and a clear error for each kind of bad input."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,15 @@ def test_bare_off_means_encryption_off(tmp_path):
     p = _write(tmp_path, "encryption:\n  mode: off\n")
     assert load_scenario(p).encryption.mode == "off"
     assert load_scenario(p, ["encryption.mode=real"]).encryption.mode == "real"
+
+
+def test_a_bad_scenario_is_reported_before_torch_loads(tmp_path):
+    bad = _write(tmp_path, "training: {model: mnist_cnnn}\n")
+    code = (
+        "import sys; from sim.cli import main; "
+        f"rc = main(['run', {str(bad)!r}, '--out', {str(tmp_path / 'out')!r}]); "
+        "print(rc, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert "training.model = 'mnist_cnnn'" in done.stderr
