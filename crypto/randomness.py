@@ -10,6 +10,8 @@ from crypto.errors import CryptoError
 
 __all__ = ["RandomSource"]
 
+_CHUNK_ROWS = 1 << 16  # draws screened per numpy pass in `integers_below`: bounds temporary memory
+
 
 class RandomSource:
     """Random bytes from `secrets` (seed=None) or from a seeded PCG64 stream (int seed).
@@ -49,7 +51,7 @@ class RandomSource:
         limit_head = int.from_bytes(limit[:8], "big")
         out: list[int] = []
         while len(out) < count:  # a draw is kept with probability bound / 2^nbits >= 1/2
-            need = count - len(out)
+            need = min(count - len(out), _CHUNK_ROWS)
             draws = need + need // 2 + 8
             rows = np.frombuffer(self.bytes(draws * width), dtype=np.uint8).reshape(draws, width).copy()
             rows[:, : lead // 8] = 0
