@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class ResultCache:
             stale.unlink(missing_ok=True)
         self.hits = 0
         self.misses = 0
+        self.write_error: str | None = None  # why storing stopped (e.g. a full disk), if it did
         self._data: tuple[int, int, str] | None = None  # (id(x), id(y), digest) of the data set
 
     def __len__(self) -> int:
@@ -101,9 +103,16 @@ class ResultCache:
         return LocalResult(params=params, num_samples=num_samples, train_loss=loss)
 
     def put(self, key: str, result: LocalResult) -> None:
-        """Store one result atomically (a temporary file renamed into place)."""
-        fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".npz", dir=self.directory)
+        """Store one result atomically (a temporary file renamed into place).
+
+        A write that fails (a full disk, a quota) stops storing for the rest of the run, with one
+        warning: the run goes on, and only resuming it after an interruption retrains more jobs.
+        """
+        if self.write_error is not None:
+            return
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".npz", dir=self.directory)
             with os.fdopen(fd, "wb") as f:
                 np.savez(
                     f,
@@ -113,6 +122,14 @@ class ResultCache:
                     train_loss=np.float64(result.train_loss),
                 )
             os.replace(tmp, self.directory / f"{key}.npz")
+        except OSError as exc:
+            self.write_error = f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                f"the training-result cache in {self.directory} stopped storing results ({self.write_error}); "
+                "the run goes on, but if it is interrupted, resuming it retrains the jobs not stored",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         finally:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)

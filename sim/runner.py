@@ -170,6 +170,8 @@ def _run_in(run: RunDir, scenario: Scenario, executor: str, progress: bool) -> R
         run.mark("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     stats = {"jobs_reused": cache.hits, "jobs_trained": cache.misses} if cache.hits + cache.misses else None
+    if cache.write_error is not None:
+        stats = {**(stats or {}), "write_error": cache.write_error}
     run.mark("finished", wall_clock_s=result.summary["wall_clock_s"], training_cache=stats)
     shutil.rmtree(run.cache_dir, ignore_errors=True)  # only needed to resume an unfinished run
     result.manifest = run.manifest

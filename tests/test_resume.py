@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fl.jobs import ClientWorkload
@@ -150,6 +152,27 @@ def test_corrupt_cache_entries_are_retrained(tmp_path, monkeypatch):
     resumed = run_scenario(scenario, tmp_path)
     assert resumed.manifest["training_cache"]["jobs_reused"] == len(entries) - 2
     assert resumed.metrics.equals(ref.metrics)
+
+
+def test_a_full_disk_stops_caching_but_not_the_run(tmp_path, monkeypatch):
+    scenario = _tiny(max_time_s=20)
+    ref = run_scenario(scenario)
+    writes = []
+    savez = np.savez
+
+    def savez_until_full(*args, **kwargs):
+        writes.append(1)
+        if len(writes) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        savez(*args, **kwargs)
+
+    monkeypatch.setattr("fl.result_cache.np.savez", savez_until_full)
+    with pytest.warns(RuntimeWarning, match="stopped storing results.*No space left on device"):
+        done = run_scenario(scenario, tmp_path)
+    assert done.metrics.equals(ref.metrics) and done.manifest["status"] == "finished"
+    assert "No space left" in done.manifest["training_cache"]["write_error"]
+    assert len(writes) == 4  # storing stopped at the first failure
+    assert _leftovers(tmp_path) == []
 
 
 # ------------------------------------------------------------------ a real process, really killed
