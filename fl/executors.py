@@ -237,6 +237,7 @@ class PrefetchingExecutor(ABC):
 
 _WORKER_WORKLOAD: ClientWorkload | None = None
 _SPOOL_MIN_BYTES = 1 << 20  # uploads at least this large go back through a file, not the pipe
+_SPOOL_PREFIX = "ppafl-spool-"  # then the pid of the run that made the directory
 
 
 @dataclass(frozen=True)
@@ -246,10 +247,30 @@ class _Spooled:
     path: str
 
 
-def _spool_directory() -> str:
-    """A fresh directory for uploads in flight: in RAM (/dev/shm) where there is one."""
-    shm = Path("/dev/shm")
-    return tempfile.mkdtemp(prefix="ppafl-spool-", dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None)
+def _spool_directory(parent: Path | None = None) -> str:
+    """A fresh directory for uploads in flight, in RAM (/dev/shm) where there is one.
+
+    Directories left by a run that was killed (its process is gone) are removed first: in
+    /dev/shm they would hold memory until the machine restarts.
+    """
+    if parent is None:
+        shm = Path("/dev/shm")
+        parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+    for stale in parent.glob(f"{_SPOOL_PREFIX}*"):
+        owner = stale.name[len(_SPOOL_PREFIX) :].split("-")[0]
+        if owner.isdigit() and not _process_exists(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{_SPOOL_PREFIX}{os.getpid()}-", dir=parent)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _ship(upload: ClientUpload, spool: str) -> ClientUpload | _Spooled:

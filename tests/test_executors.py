@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from fl.executors import (
     ProcessExecutor,
     SequentialExecutor,
     _ship,
+    _spool_directory,
     _Spooled,
     _unship,
     make_executor,
@@ -219,6 +222,18 @@ def test_large_uploads_travel_through_a_file_and_fall_back_to_the_pipe(tmp_path)
     np.testing.assert_array_equal(back.payload.values, big.payload.values)
     assert not any(tmp_path.iterdir())
     assert _ship(big, str(tmp_path / "missing")) is big  # the file cannot be written: the pipe carries it
+
+
+def test_spool_directories_of_killed_runs_are_removed(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"ppafl-spool-{int(gone.stdout)}-abc"
+    live = tmp_path / f"ppafl-spool-{os.getpid()}-def"
+    for d in (stale, live):
+        d.mkdir()
+        (d / "x.upload").write_bytes(b"left behind")
+    fresh = Path(_spool_directory(tmp_path))
+    assert not stale.exists() and live.exists() and fresh.is_dir()
+    assert fresh.name.startswith(f"ppafl-spool-{os.getpid()}-")
 
 
 def test_unknown_executor_names_the_known_ones(mnist5k):
