@@ -24,15 +24,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
-import pickle
 import shutil
-import tempfile
 import weakref
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -40,6 +36,7 @@ import torch
 
 from fl.batched import batchable, batched_local_update
 from fl.jobs import ClientUpload, ClientWorkload, Executor, Job, TrainingTask
+from fl.spool import Spooled, ship, spool_directory, unship
 
 __all__ = [
     "SequentialExecutor",
@@ -236,70 +233,6 @@ class PrefetchingExecutor(ABC):
 
 
 _WORKER_WORKLOAD: ClientWorkload | None = None
-_SPOOL_MIN_BYTES = 1 << 20  # uploads at least this large go back through a file, not the pipe
-_SPOOL_PREFIX = "ppafl-spool-"  # then the pid of the run that made the directory
-
-
-@dataclass(frozen=True)
-class _Spooled:
-    """A worker's upload, pickled into a file of the executor's spool directory."""
-
-    path: str
-
-
-def _spool_directory(parent: Path | None = None) -> str:
-    """A fresh directory for uploads in flight, in RAM (/dev/shm) where there is one.
-
-    Directories left by a run that was killed (its process is gone) are removed first: in
-    /dev/shm they would hold memory until the machine restarts.
-    """
-    if parent is None:
-        shm = Path("/dev/shm")
-        parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
-    for stale in parent.glob(f"{_SPOOL_PREFIX}*"):
-        owner = stale.name[len(_SPOOL_PREFIX) :].split("-")[0]
-        if owner.isdigit() and not _process_exists(int(owner)):
-            shutil.rmtree(stale, ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{_SPOOL_PREFIX}{os.getpid()}-", dir=parent)
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def _ship(upload: ClientUpload, spool: str) -> ClientUpload | _Spooled:
-    """A large upload (real SHE: ~100 B per parameter) goes through a file: the pool's pipe moves
-    only ~0.2 GB/s here. Where the file cannot be written (e.g. a full /dev/shm), the pipe it is."""
-    data = pickle.dumps(upload, protocol=pickle.HIGHEST_PROTOCOL)
-    if len(data) < _SPOOL_MIN_BYTES:
-        return upload
-    path = None
-    try:
-        fd, path = tempfile.mkstemp(dir=spool, suffix=".upload")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    except OSError:
-        if path is not None:
-            Path(path).unlink(missing_ok=True)
-        return upload
-    return _Spooled(path)
-
-
-def _unship(result: ClientUpload | _Spooled) -> ClientUpload:
-    """The upload a worker returned, read back (and its file removed) if it was spooled."""
-    if not isinstance(result, _Spooled):
-        return result
-    path = Path(result.path)
-    try:
-        return pickle.loads(path.read_bytes())
-    finally:
-        path.unlink(missing_ok=True)
 
 
 def _init_worker(workload: ClientWorkload) -> None:
@@ -312,9 +245,9 @@ def _worker_ready() -> bool:
     return _WORKER_WORKLOAD is not None
 
 
-def _train_in_worker(task: TrainingTask, base_params: np.ndarray, spool: str) -> ClientUpload | _Spooled:
+def _train_in_worker(task: TrainingTask, base_params: np.ndarray, spool: str) -> ClientUpload | Spooled:
     assert _WORKER_WORKLOAD is not None, "worker was not initialised"
-    return _ship(_WORKER_WORKLOAD.run(task, base_params), spool)
+    return ship(_WORKER_WORKLOAD.run(task, base_params), spool)
 
 
 class ProcessExecutor(PrefetchingExecutor):
@@ -333,7 +266,7 @@ class ProcessExecutor(PrefetchingExecutor):
             initializer=_init_worker,
             initargs=(workload,),
         )
-        self._spool = _spool_directory()
+        self._spool = spool_directory()
         self._remove_spool = weakref.finalize(self, shutil.rmtree, self._spool, True)
         # Start every worker now: a workload that cannot be sent fails here, not mid-run.
         for ready in [self._pool.submit(_worker_ready) for _ in range(self.workers)]:
@@ -343,7 +276,7 @@ class ProcessExecutor(PrefetchingExecutor):
         return self._pool.submit(_train_in_worker, task, base_params, self._spool)
 
     def _collect(self, handles: list[cf.Future]) -> list[ClientUpload]:
-        return [_unship(h.result()) for h in handles]
+        return [unship(h.result()) for h in handles]
 
     def close(self) -> None:
         """Stop the worker processes (running jobs are abandoned) and remove uploads in flight."""

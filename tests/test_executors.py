@@ -18,14 +18,11 @@ from fl.executors import (
     BatchedExecutor,
     ProcessExecutor,
     SequentialExecutor,
-    _ship,
-    _spool_directory,
-    _Spooled,
-    _unship,
     make_executor,
     resolve_all,
 )
 from fl.jobs import ClientUpload, ClientWorkload, TrainingTask
+from fl.spool import Spooled, ship, spool_directory, unship
 from fl.models import build_model
 from fl.params import get_flat
 from fl.result_cache import ResultCache
@@ -215,13 +212,13 @@ def test_process_executor_prefetches_live_jobs_only(mnist5k):
 def test_large_uploads_travel_through_a_file_and_fall_back_to_the_pipe(tmp_path):
     big = ClientUpload(PlainVector(np.arange(1 << 19, dtype=np.float32)), 60, 0.5)  # 2 MiB
     small = ClientUpload(PlainVector(np.ones(10, dtype=np.float32)), 60, 0.5)
-    assert _ship(small, str(tmp_path)) is small
-    shipped = _ship(big, str(tmp_path))
-    assert isinstance(shipped, _Spooled) and Path(shipped.path).parent == tmp_path
-    back = _unship(shipped)
+    assert ship(small, str(tmp_path)) is small
+    shipped = ship(big, str(tmp_path))
+    assert isinstance(shipped, Spooled) and Path(shipped.path).parent == tmp_path
+    back = unship(shipped)
     np.testing.assert_array_equal(back.payload.values, big.payload.values)
     assert not any(tmp_path.iterdir())
-    assert _ship(big, str(tmp_path / "missing")) is big  # the file cannot be written: the pipe carries it
+    assert ship(big, str(tmp_path / "missing")) is big  # the file cannot be written: the pipe carries it
 
 
 def test_spool_directories_of_killed_runs_are_removed(tmp_path):
@@ -231,7 +228,7 @@ def test_spool_directories_of_killed_runs_are_removed(tmp_path):
     for d in (stale, live):
         d.mkdir()
         (d / "x.upload").write_bytes(b"left behind")
-    fresh = Path(_spool_directory(tmp_path))
+    fresh = Path(spool_directory(tmp_path))
     assert not stale.exists() and live.exists() and fresh.is_dir()
     assert fresh.name.startswith(f"ppafl-spool-{os.getpid()}-")
 
