@@ -30,8 +30,9 @@ import resource
 import subprocess
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -82,8 +83,9 @@ def _cell_in_subprocess(devices: int, versions: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- full-run breakdown
-def _timed(owner: Any, attr: str, bucket: str, spent: dict[str, float]) -> None:
-    """Wrap `owner.attr` so its wall time adds to `spent[bucket]`."""
+@contextmanager
+def _timed(owner: Any, attr: str, bucket: str, spent: dict[str, float]) -> Iterator[None]:
+    """Within the block, `owner.attr`'s wall time adds to `spent[bucket]`."""
     inner: Callable = getattr(owner, attr)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -94,6 +96,10 @@ def _timed(owner: Any, attr: str, bucket: str, spent: dict[str, float]) -> None:
             spent[bucket] += time.perf_counter() - t0
 
     setattr(owner, attr, wrapper)
+    try:
+        yield
+    finally:
+        setattr(owner, attr, inner)
 
 
 def breakdown() -> dict[str, Any]:
@@ -105,10 +111,10 @@ def breakdown() -> dict[str, Any]:
     from sim.scenario import scenario_from_dict
 
     spent = {"training": 0.0, "crypto": 0.0, "evaluation": 0.0}
-    _timed(fl.jobs, "local_update", "training", spent)
-    for owner, attr in ((KeyHolder, "encrypt"), (KeyHolder, "decrypt_average"), (Aggregator, "weighted_sum")):
-        _timed(owner, attr, "crypto", spent)
-    _timed(sim.workload, "evaluate", "evaluation", spent)
+    timed = [(fl.jobs, "local_update", "training")]
+    timed += [(owner, attr, "crypto") for owner, attr in
+              ((KeyHolder, "encrypt"), (KeyHolder, "decrypt_average"), (Aggregator, "weighted_sum"))]
+    timed += [(sim.workload, "evaluate", "evaluation")]
     raw = {
         "name": "breakdown", "seed": 0,
         "data": {"dataset": "mnist5k", "partition": "iid", "max_test_samples": 1000},
@@ -120,13 +126,16 @@ def breakdown() -> dict[str, Any]:
         "evaluation": {"interval_s": 30},
         "stop": {"max_time_s": 300},
     }
-    t0 = time.perf_counter()
-    simulation = Simulation(scenario_from_dict(raw))
-    try:
-        simulation.run()
-    finally:
-        simulation.workload.executor.close()
-    total = time.perf_counter() - t0
+    with ExitStack() as stack:  # the wrappers go when the run ends: later parts time the real functions
+        for owner, attr, bucket in timed:
+            stack.enter_context(_timed(owner, attr, bucket, spent))
+        t0 = time.perf_counter()
+        simulation = Simulation(scenario_from_dict(raw))
+        try:
+            simulation.run()
+        finally:
+            simulation.workload.executor.close()
+        total = time.perf_counter() - t0
     spent["engine"] = total - sum(spent.values())
     return {"total_s": total, "versions": int(simulation.server.version), "seconds": spent,
             "shares": {k: v / total for k, v in spent.items()}}
