@@ -11,8 +11,8 @@ Part 2 (a full run: mnist5k, mnist_2nn, 20 devices, real SHE): the run's wall ti
 into training (local SGD), crypto (encrypt, weighted sum, decrypt), evaluation and the
 engine (everything else: SimPy, devices, server, recorder), as shares.
 
-Part 3 (with --sweep): a 4-cell sweep (the quickstart scenario as shipped, 20 simulated
-minutes, modeled crypto, dropout rate 0/0.2/0.4/0.6) with 1 and with 2 worker processes;
+Part 3 (with --sweep): a 4-cell sweep (the quickstart scenario, its own 20 simulated
+minutes, encryption set to modeled, dropout rate 0/0.2/0.4/0.6) with 1 and with 2 worker processes;
 target: at least 1.7x faster with 2. Each worker first spends a few seconds starting (a
 fresh interpreter importing torch), so much shorter cells show less of the gain.
 

@@ -5,7 +5,7 @@ Knows nothing of the simulator or FL packages. See docs/crypto.md.
 
 from crypto.encoding import PackedEncoder, SlotLayout, flatten_update
 from crypto.errors import CryptoError, NonFiniteUpdateError, OverflowRiskError, PayloadError
-from crypto.params import HIGH_THROUGHPUT_PARAMS, PAPER_PARAMS, SHEParams
+from crypto.params import HIGH_THROUGHPUT_PARAMS, PAPER_PARAMS, PARAM_SETS, SHEParams
 from crypto.payload import payload_nbytes
 from crypto.randomness import RandomSource
 from crypto.secure_agg import (
@@ -22,6 +22,7 @@ __all__ = [
     "SHEParams",
     "PAPER_PARAMS",
     "HIGH_THROUGHPUT_PARAMS",
+    "PARAM_SETS",
     "SecretKey",
     "PublicParams",
     "keygen",

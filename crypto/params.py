@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from crypto.errors import CryptoError
 
-__all__ = ["SHEParams", "PAPER_PARAMS", "HIGH_THROUGHPUT_PARAMS"]
+__all__ = ["SHEParams", "PAPER_PARAMS", "HIGH_THROUGHPUT_PARAMS", "PARAM_SETS"]
 
 _MIN_K0 = 64
 
@@ -79,3 +79,6 @@ PAPER_PARAMS = SHEParams("paper", k0=2048, k1=20, k2=160, r_bits=160)
 HIGH_THROUGHPUT_PARAMS = SHEParams("high_throughput", k0=2048, k1=20, k2=1800, r_bits=160)
 """Same p, q, N and r as the paper, but an 1800-bit L: ~50 packed slots per ciphertext.
 This departs from the paper's parameters (its analysis assumes k2 = 160)."""
+
+PARAM_SETS = {p.name: p for p in (PAPER_PARAMS, HIGH_THROUGHPUT_PARAMS)}
+"""The parameter sets by the names scenarios use (`encryption.params`)."""

@@ -1,7 +1,7 @@
-"""Symmetric Homomorphic Encryption (SHE), the paper's scheme, on GMP integers.
+"""Symmetric Homomorphic Encryption (SHE), the paper's scheme.
 
 Enc(m) = (r*L + m) * (1 + r1*p) mod N, with r a random r_bits-bit integer (top bit set, so
-r >= 1) and r1 uniform in [0, 2^k0). Dec(c) = (c mod p) mod L, read as signed. Ciphertexts add,
+r >= 1) and r1 uniform in [0, q). Dec(c) = (c mod p) mod L, read as signed. Ciphertexts add,
 and multiply by non-negative plaintext integers; the result decrypts correctly while the
 accumulated r*L + m stays below p and the plaintext below L/2 in magnitude. The secret key
 (p, L) and the public parameter N are separate types: server-side functions take only

@@ -23,14 +23,14 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from fl.models import build_model
-from fl.training import LocalResult, TrainConfig, local_update
+from fl.training import LocalResult, TrainConfig, job_seeds, local_update
 
 __all__ = ["batched_local_update", "batchable", "BATCHED_MODELS_CPU"]
 
 # Models for which batching beats the one-after-another loop on CPU. Measured here
 # (2 cores, torch 2.14.1, see docs/performance.md): none -- vmap with per-client
-# weights moves K times the weight traffic per step and was 1.3-2.5x slower than the
-# loop for mnist_2nn at K = 10..40, and the CNNs are compute-bound. On a GPU every
+# weights moves K times the weight traffic per step and was no faster than the loop for
+# mnist_2nn at K = 10..40 (up to 2.5x slower), and the CNNs are compute-bound. On a GPU every
 # dropout-free model is batched.
 BATCHED_MODELS_CPU: frozenset[str] = frozenset()
 
@@ -71,7 +71,7 @@ def batched_local_update(
     anchor = {name: p.clone() for name, p in params.items()} if cfg.prox_mu > 0 else {}
     xs = torch.stack([x for x, _ in data]).to(device)
     ys = torch.stack([y for _, y in data]).to(device)
-    orders = [torch.Generator().manual_seed(_shuffle_seed(s)) for s in seeds]
+    orders = [torch.Generator().manual_seed(job_seeds(s)[0]) for s in seeds]
     rows = torch.arange(k, device=device).unsqueeze(1)
     step = vmap(grad_and_value(_loss_fn(model)))
     loss_sum = torch.zeros(k, device=device)
@@ -143,7 +143,3 @@ def _loss_fn(model: nn.Module):
 
     return loss
 
-
-def _shuffle_seed(seed: int) -> int:
-    """The batch-order seed `local_update` derives from a job seed."""
-    return int(np.random.SeedSequence(int(seed)).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))

@@ -66,12 +66,11 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def resolve_all(jobs: list[Job | None]) -> None:
     """Resolve every unfinished job, handing each executor all of its jobs in one call."""
-    by_executor: dict[int, tuple[Executor, list[Job]]] = {}
+    by_executor: dict[Executor, list[Job]] = {}  # executors hash by identity
     for job in jobs:
         if job is not None and not job.done:
-            ex = job.executor  # set while the job is unresolved
-            by_executor.setdefault(id(ex), (ex, []))[1].append(job)
-    for ex, group in by_executor.values():
+            by_executor.setdefault(job.executor, []).append(job)  # set while the job is unresolved
+    for ex, group in by_executor.items():
         ex.resolve(group)
 
 
@@ -96,8 +95,9 @@ class SequentialExecutor:
         """Release resources (nothing to release here)."""
 
 
-class BatchedExecutor:
-    """Trains the needed jobs, and other submitted jobs of the same size, in vmapped batches."""
+class BatchedExecutor(SequentialExecutor):
+    """Trains the needed jobs, and other submitted jobs of the same size, in vmapped batches
+    (or, where it does not batch, one after another as `SequentialExecutor`)."""
 
     name = "batched"
 
@@ -124,13 +124,11 @@ class BatchedExecutor:
         return job
 
     def resolve(self, jobs: list[Job]) -> None:
-        needed = [j for j in jobs if not j.done]
+        if not self.batching:
+            super().resolve(jobs)
+            return
         with torch_threads(TRAIN_THREADS):
-            if not self.batching:
-                for job in needed:
-                    job.set_result(self.workload.run(job.task, job.base_params()))
-                return
-            for group in self._groups(needed):
+            for group in self._groups([j for j in jobs if not j.done]):
                 self._train(group)
 
     def _groups(self, needed: list[Job]) -> list[list[Job]]:
@@ -139,14 +137,14 @@ class BatchedExecutor:
         by_size: dict[int, list[Job]] = defaultdict(list)
         for job in needed:
             by_size[size(job.task.client)].append(job)
-        chosen = {id(j) for j in needed}
+        chosen = set(needed)
         for job in list(self._waiting.keys()):
             n = size(job.task.client)
-            if not job.done and id(job) not in chosen and n in by_size:
+            if not job.done and job not in chosen and n in by_size:
                 by_size[n].append(job)
         batches = []
         for group in by_size.values():  # needed jobs first: only batches holding one of them run
-            n_needed = sum(id(j) in chosen for j in group)
+            n_needed = sum(j in chosen for j in group)
             limit = -(-n_needed // self.max_batch) * self.max_batch
             batches += [group[i : i + self.max_batch] for i in range(0, min(len(group), limit), self.max_batch)]
         return batches
@@ -255,9 +253,9 @@ class ProcessExecutor(PrefetchingExecutor):
 
     name = "process"
 
-    def __init__(self, workload: ClientWorkload, workers: int | None = None, start_method: str | None = None) -> None:
+    def __init__(self, workload: ClientWorkload, workers: int | None = None) -> None:
         super().__init__(workload, workers or len(os.sched_getaffinity(0)))
-        method = start_method or ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         import torch.multiprocessing  # noqa: F401  (registers shared-memory pickling of tensors)
 
         self._pool = cf.ProcessPoolExecutor(

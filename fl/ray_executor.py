@@ -53,12 +53,12 @@ class RayExecutor(PrefetchingExecutor):
 
     name = "ray"
 
-    def __init__(self, workload: ClientWorkload, address: str | None = None) -> None:
+    def __init__(self, workload: ClientWorkload) -> None:
         ray = import_ray()
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            ray.init(include_dashboard=False, log_to_driver=False)  # RAY_ADDRESS names a cluster
         super().__init__(workload, int(ray.cluster_resources().get("CPU", 1)))
         self._workload_ref = ray.put(workload)
         self._remote = ray.remote(num_cpus=1)(_train_task)

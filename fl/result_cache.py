@@ -34,7 +34,7 @@ _TEMP_PREFIX = ".tmp-"
 
 def _digest_tensor(h: hashlib.blake2b, t: torch.Tensor) -> None:
     h.update(str((tuple(t.shape), str(t.dtype))).encode())
-    h.update(t.contiguous().numpy().tobytes())
+    h.update(t.contiguous().numpy())  # hashed in place: no copy of the data set
 
 
 class ResultCache:
@@ -77,8 +77,8 @@ class ResultCache:
         settings = (_FORMAT, model, train.epochs, train.batch_size, repr(train.lr), repr(train.prox_mu), seed)
         h.update(repr(settings).encode())
         h.update(data_digest.encode())
-        h.update(np.ascontiguousarray(shard, dtype=np.int64).tobytes())
-        h.update(np.ascontiguousarray(base_params, dtype=np.float32).tobytes())
+        h.update(np.ascontiguousarray(shard, dtype=np.int64))
+        h.update(np.ascontiguousarray(base_params, dtype=np.float32))
         return h.hexdigest()
 
     def get(self, key: str, num_params: int) -> LocalResult | None:

@@ -15,7 +15,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from crypto import HIGH_THROUGHPUT_PARAMS, PAPER_PARAMS, make_secure_aggregation, payload_nbytes
+from crypto import PARAM_SETS, make_secure_aggregation, payload_nbytes
 
 __all__ = [
     "PlainVector",
@@ -26,8 +26,6 @@ __all__ = [
     "integer_weights",
     "CRYPTO_COST",
 ]
-
-_PARAM_SETS = {"paper": PAPER_PARAMS, "high_throughput": HIGH_THROUGHPUT_PARAMS}
 
 # Cost per parameter relative to encrypting at the paper's parameters, measured with
 # benchmarks/crypto_bench.py on one core of the reference host (encrypt / decrypt, us per
@@ -109,11 +107,11 @@ def make_codec(
     """Build both halves of secure aggregation for `mode` in {off, modeled, real}."""
     if mode == "off":
         return ClientCodec("off"), PlainAggregator()
-    if params not in _PARAM_SETS:
-        raise ValueError(f"unknown SHE parameter set {params!r}; known: {', '.join(_PARAM_SETS)}")
+    if params not in PARAM_SETS:
+        raise ValueError(f"unknown SHE parameter set {params!r}; known: {', '.join(PARAM_SETS)}")
     key_holder, aggregator = make_secure_aggregation(
         mode=mode,
-        params=_PARAM_SETS[params],
+        params=PARAM_SETS[params],
         num_values=num_values,
         max_clients=max_clients,
         weight_bits=weight_bits,

@@ -21,7 +21,7 @@ from torch import nn
 from fl.models import build_model
 from fl.params import get_flat, set_flat
 
-__all__ = ["LocalResult", "TrainConfig", "evaluate", "local_update"]
+__all__ = ["LocalResult", "TrainConfig", "evaluate", "job_seeds", "local_update"]
 
 _MAX_SEED = 2**63 - 1
 
@@ -83,9 +83,7 @@ def local_update(
     n = _check_data(x, y)
     if not _is_int(seed) or not 0 <= seed <= _MAX_SEED:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    shuffle_seed, dropout_seed = (
-        int(s) for s in np.random.SeedSequence(int(seed)).generate_state(2, dtype=np.uint64) >> 1
-    )
+    shuffle_seed, dropout_seed = job_seeds(seed)
     model = _cached_model(model_name)
     set_flat(model, global_params)
     model.train()
@@ -106,6 +104,12 @@ def local_update(
                 _sgd_step(params, anchor, cfg.lr, cfg.prox_mu)
                 loss_sum += loss.detach() * batch.numel()
     return LocalResult(params=get_flat(model), num_samples=n, train_loss=float(loss_sum) / n)
+
+
+def job_seeds(seed: int) -> tuple[int, int]:
+    """The batch-order and dropout seeds a job derives from its seed (batched training too)."""
+    a, b = np.random.SeedSequence(int(seed)).generate_state(2, dtype=np.uint64) >> np.uint64(1)
+    return int(a), int(b)
 
 
 def evaluate(

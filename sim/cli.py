@@ -39,6 +39,11 @@ def _resume_command(argv: list[str]) -> str:
     return shlex.join(["ppafl", *(a for a in argv if a != "--overwrite")])
 
 
+def _exit_code(exc: KeyboardInterrupt) -> int:
+    """The shell's code for a run stopped by SIGTERM (143) or Ctrl-C / SIGINT (130)."""
+    return 128 + int(signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+
+
 def _run(args: argparse.Namespace) -> int:
     from sim.scenario import load_scenario
 
@@ -47,7 +52,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"seed={args.seed}")
     scenario = load_scenario(args.scenario, overrides)  # a bad scenario fails before torch loads
 
-    from sim.runner import run_scenario
+    from sim.runner import OUTPUT_FILES, run_scenario
+
     out = Path(args.out)
     limit = None if args.memory_limit_gb is None else int(args.memory_limit_gb * 2**30)
     try:
@@ -63,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
             f"Resume with the same command:\n  {_resume_command(args.argv)}",
             file=sys.stderr,
         )
-        return 128 + int(signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+        return _exit_code(exc)
     s = result.summary
     manifest = result.manifest or {}
     if manifest.get("attempts", 1) > 1:
@@ -75,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{scenario.name}: {s['versions']} global versions in {s['simulated_time_s']:.0f} simulated s "
         f"({s['stop_reason']}); final accuracy {acc}; wall clock {s['wall_clock_s']:.1f} s"
     )
-    print(f"outputs in {out}/: metrics.csv events.csv devices.csv summary.json accuracy_vs_time.png device_timeline.png")
+    print(f"outputs in {out}/: " + " ".join(name for name in OUTPUT_FILES if (out / name).exists()))
     return 0
 
 
@@ -111,8 +117,8 @@ def _sweep(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt as exc:
         print(f"ppafl: sweep stopped; finished cells are kept. Resume with the same command:\n  "
-              f"{shlex.join(['ppafl', *args.argv])}", file=sys.stderr)
-        return 128 + int(signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+              f"{_resume_command(args.argv)}", file=sys.stderr)
+        return _exit_code(exc)
     figures = plot_sweep(result.out, result.table, fields)
     print(f"ran {len(result.ran)} cells, {len(result.skipped)} were finished before")
     if fields and result.table["final_accuracy"].notna().any():

@@ -24,7 +24,7 @@ from fl.server import Server, UpdateArrived
 from fl.strategies import make_strategy
 from sim.recorder import Recorder
 from sim.scenario import Scenario
-from sim.workload import Workload, build_workload
+from sim.workload import Workload, build_workload, clients_per_round
 
 __all__ = ["Simulation", "build_fleet", "TRAIN_FLOPS_PER_FORWARD"]
 
@@ -102,13 +102,12 @@ class Simulation:
         self.workload: Workload = build_workload(scenario, self.num_clients, init_seed, executor, cache)
         self.models: GlobalModels | None = self.workload.models
         strategy = make_strategy(scenario.strategy)
-        per_round = max(1, round(scenario.strategy.client_fraction * self.num_clients))
         self.server = Server(
             strategy=strategy,
             aggregator=self.workload.aggregator,
             publish=None if self.models is None else self.models.apply,
             fleet=self,
-            clients_per_round=per_round,
+            clients_per_round=clients_per_round(scenario, self.num_clients),
             round_deadline_s=scenario.strategy.round_deadline_s,
             weight_bits=scenario.encryption.weight_bits,
             rng=np.random.default_rng(server_seq),

@@ -62,11 +62,10 @@ def _update_sizes(scenario: Scenario, num_params: int, max_clients: int) -> tupl
     enc = scenario.encryption
     if enc.mode == "off":
         return 4 * num_params, 4 * num_params
-    from crypto import HIGH_THROUGHPUT_PARAMS, PAPER_PARAMS, PackedEncoder, payload_nbytes
+    from crypto import PARAM_SETS, PackedEncoder, payload_nbytes
 
-    she_params = {"paper": PAPER_PARAMS, "high_throughput": HIGH_THROUGHPUT_PARAMS}[enc.params]
     encoder = PackedEncoder(
-        she_params, num_params, max_clients, enc.weight_bits, enc.scale_bits, enc.value_bound
+        PARAM_SETS[enc.params], num_params, max_clients, enc.weight_bits, enc.scale_bits, enc.value_bound
     )
     layout = encoder.layout
     wire = payload_nbytes(layout)
@@ -78,13 +77,13 @@ def _update_sizes(scenario: Scenario, num_params: int, max_clients: int) -> tupl
 def estimate_resources(scenario: Scenario) -> ResourceEstimate:
     """Upper-bound estimate of the memory a run of `scenario` holds at once."""
     from fl.strategies import make_strategy
-    from sim.workload import INPUT_SHAPES, NOMINAL_TRAIN_SIZE
+    from sim.workload import INPUT_SHAPES, NOMINAL_TRAIN_SIZE, clients_per_round, max_contributions
 
     n = scenario.fleet.num_devices
-    per_round = max(1, round(scenario.strategy.client_fraction * n))
+    per_round = clients_per_round(scenario, n)
     strategy = make_strategy(scenario.strategy)
     num_params = _num_params(scenario.training.model)
-    in_memory, wire = _update_sizes(scenario, num_params, strategy.max_contributions(n, per_round))
+    in_memory, wire = _update_sizes(scenario, num_params, max_contributions(scenario, n))
     parts = {"interpreter and libraries": _BASELINE_BYTES, "devices": n * _DEVICE_BYTES}
     if not scenario.time_only:
         ds = scenario.data.dataset

@@ -25,7 +25,10 @@ from typing import Any, Iterable
 from sim.atomic import atomic_write
 from sim.scenario import Scenario
 
-__all__ = ["MANIFEST_NAME", "CACHE_DIR", "STATUSES", "RunDir", "RunDirError", "open_run", "read_manifest", "ppafl_version"]
+__all__ = [
+    "MANIFEST_NAME", "CACHE_DIR", "STATUSES", "RunDir", "RunDirError", "differences", "open_run", "read_manifest",
+    "ppafl_version",
+]
 
 MANIFEST_NAME = "manifest.json"
 CACHE_DIR = "cache"
@@ -73,13 +76,14 @@ def read_manifest(directory: str | Path) -> dict[str, Any] | None:
     return data
 
 
-def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+def differences(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted field, old value, new value) for every field where two scenario dicts differ."""
     if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
+        out: list[tuple[str, Any, Any]] = []
         for k in sorted(set(old) | set(new)):
-            out += _differences(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
+            out += differences(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
         return out
-    return [] if old == new else [f"{path or '(scenario)'}: {old!r} -> {new!r}"]
+    return [] if old == new else [(path or "(scenario)", old, new)]
 
 
 @dataclass
@@ -88,8 +92,12 @@ class RunDir:
 
     path: Path
     manifest: dict[str, Any]
-    resumed: bool
     _lock_fd: int | None = None
+
+    @property
+    def resumed(self) -> bool:
+        """True when an earlier attempt of this run exists (it is resumed, not started)."""
+        return int(self.manifest["attempts"]) > 1
 
     @property
     def cache_dir(self) -> Path:
@@ -139,8 +147,7 @@ def _remove_stale_temps(directory: Path, outputs: Iterable[str]) -> None:
 
 
 def _check_resumable(directory: Path, old: dict[str, Any], scenario: Scenario, version: str) -> None:
-    new = json.loads(json.dumps(scenario.to_dict()))
-    diffs = _differences(old.get("scenario"), new)
+    diffs = [f"{f}: {a!r} -> {b!r}" for f, a, b in differences(old.get("scenario"), scenario.to_dict())]
     if diffs:
         shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
         raise RunDirError(
@@ -203,7 +210,7 @@ def open_run(
             "error": None,
             "scenario": scenario.to_dict(),
         }
-        run = RunDir(path, manifest, resumed, fd)
+        run = RunDir(path, manifest, fd)
         run.mark("running")
         return run
     except BaseException:

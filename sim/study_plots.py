@@ -99,15 +99,19 @@ def sensitivity_table(table: pd.DataFrame, fields: list[str], metric: str) -> pd
     Accuracies are in %, times in s; `(k/n)` marks a mean over the k of n seeds that have
     a value (e.g. reached the target).
     """
-    x, lines = sweep_axes(table, fields)
-    t = table.assign(line=line_labels(table, lines))
-    by = [c for c in (x, "line") if c is not None]
+    t, x, by = _lined(table, fields)
     stats = group_stats(t, by, metric)
     stats["text"] = [_fmt(metric, r["mean"], r["std"], r["n"], r["total"]) for _, r in stats.iterrows()]
     if x is None:
         return stats.set_index("line")[["text"]].rename(columns={"text": metric})
     pivot = stats.pivot(index=x, columns="line", values="text")
     return pivot.reindex(index=list(dict.fromkeys(t[x])), columns=list(dict.fromkeys(t["line"])))
+
+
+def _lined(table: pd.DataFrame, fields: list[str]) -> tuple[pd.DataFrame, str | None, list[str]]:
+    """The table with its `line` column, the x field (None without one) and the grouping keys."""
+    x, lines = sweep_axes(table, fields)
+    return table.assign(line=line_labels(table, lines)), x, [c for c in (x, "line") if c]
 
 
 def band_over_seeds(curves: pd.DataFrame) -> pd.DataFrame:
@@ -184,13 +188,12 @@ def plot_sensitivity(
     title: str = "",
 ) -> Path:
     """One panel per metric against the x field, one line per strategy (or other field), mean ± std over seeds."""
-    x, lines = sweep_axes(table, fields)
-    t = table.assign(line=line_labels(table, lines))
+    t, x, by = _lined(table, fields)
     colours = _colours(list(dict.fromkeys(t["line"])))
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False, sharex=True)
         for ax, metric in zip(axes[0], metrics):
-            stats = group_stats(t, [c for c in (x, "line") if c], metric)
+            stats = group_stats(t, by, metric)
             scale, ylabel = _metric_scale(metric, t)
             _error_lines(ax, stats, x, colours, scale)
             ax.set_xlabel(_field_label(x))
@@ -301,9 +304,8 @@ def plot_sweep(out: str | Path, table: pd.DataFrame, fields: list[str]) -> list[
     out = Path(out)
     if not len(table):
         return []
-    x, lines = sweep_axes(table, fields)
-    t = table.assign(line=line_labels(table, lines))
-    cols = [c for c in (x, "line", "seed") if c]
+    t, x, by = _lined(table, fields)
+    cols = [*by, "seed"]
     name = json.loads((out / "cells" / t["cell"].iloc[0] / "summary.json").read_text())["scenario"]["name"]
     written = []
     if t["final_accuracy"].notna().any():

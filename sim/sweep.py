@@ -258,16 +258,12 @@ def _clear_stale_partials(cells_dir: Path, cells: list[Cell]) -> None:
             shutil.rmtree(partial, ignore_errors=True)
 
 
-def _diff(a: Any, b: Any, path: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{path}.{k}" if path else k)]
-    return [] if a == b else [f"{path or '(scenario)'} was {a!r}, is {b!r} now"]
-
-
 def _check_finished(cell: Cell, summary_path: Path) -> None:
     """A finished cell must have run this cell's scenario; otherwise its numbers would mislead."""
+    from sim.manifest import differences
+
     done = json.loads(summary_path.read_text())["scenario"]
-    diffs = _diff(done, cell.scenario.to_dict())
+    diffs = [f"{f} was {a!r}, is {b!r} now" for f, a, b in differences(done, cell.scenario.to_dict())]
     if diffs:
         raise ScenarioError(
             f"{summary_path.parent} was run with a different scenario ({'; '.join(diffs[:3])}); "
@@ -318,16 +314,12 @@ def run_sweep(
 
 
 def _run_here(todo: list[Cell], cells_dir: Path, executor: str, bar: Any) -> None:
-    import torch
+    from fl.executors import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the workers, so the numbers do not depend on --jobs
-    try:
+    with torch_threads(1):  # as in the workers, so the numbers do not depend on --jobs
         for cell in todo:
             _run_cell_safely((cell.scenario.to_dict(), str(cells_dir), cell.id, executor))
             bar.update()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run_pool(todo: list[Cell], cells_dir: Path, executor: str, jobs: int, bar: Any) -> None:
@@ -377,7 +369,7 @@ def cell_row(values: dict[str, Any], seed: int, summary: dict[str, Any], metrics
 
 def collect_table(cells: list[Cell], fields: list[str], out: str | Path) -> pd.DataFrame:
     """Rebuild DIR/sweep.csv (and DIR/sweep.json, the grid) from every finished cell, in grid order."""
-    from sim.runner import atomic_write
+    from sim.atomic import atomic_write
 
     out = Path(out)
     rows = []

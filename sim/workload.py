@@ -25,7 +25,7 @@ from fl.strategies import make_strategy
 from fl.training import TrainConfig, evaluate
 from sim.scenario import Scenario
 
-__all__ = ["Workload", "build_workload", "NOMINAL_TRAIN_SIZE", "INPUT_SHAPES"]
+__all__ = ["Workload", "build_workload", "clients_per_round", "max_contributions", "NOMINAL_TRAIN_SIZE", "INPUT_SHAPES"]
 
 NOMINAL_TRAIN_SIZE = {"mnist5k": 4000, "mnist": 60000, "cifar10": 50000}
 INPUT_SHAPES = {"mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -61,6 +61,16 @@ def _check_model_fits_data(model: str, dataset: str) -> None:
         )
 
 
+def clients_per_round(scenario: Scenario, num_clients: int) -> int:
+    """Devices invited per round: the strategy's client fraction of the fleet, at least one."""
+    return max(1, round(scenario.strategy.client_fraction * num_clients))
+
+
+def max_contributions(scenario: Scenario, num_clients: int) -> int:
+    """The most updates one aggregate can hold: what the encrypted slots are sized for."""
+    return make_strategy(scenario.strategy).max_contributions(num_clients, clients_per_round(scenario, num_clients))
+
+
 def build_workload(
     scenario: Scenario,
     num_clients: int,
@@ -75,8 +85,7 @@ def build_workload(
     initial = get_flat(model)
     num_params = int(initial.size)
     flops = float(flops_per_sample(model, INPUT_SHAPES[data_cfg.dataset]))
-    per_round = max(1, round(scenario.strategy.client_fraction * num_clients))
-    max_clients = make_strategy(scenario.strategy).max_contributions(num_clients, per_round)
+    max_clients = max_contributions(scenario, num_clients)
     mode = "modeled" if scenario.time_only and enc.mode == "real" else enc.mode
     codec, aggregator = make_codec(
         mode,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -36,3 +37,22 @@ def shared_data_dir() -> Path:
 def mnist5k() -> Dataset:
     """The embedded 5,000-sample MNIST subset, loaded once per session."""
     return load_dataset("mnist5k")
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    """Every output file of two run directories byte-identical, except summary.json's wall_clock_s."""
+    from sim.runner import OUTPUT_FILES
+
+    for name in OUTPUT_FILES:
+        if name == "summary.json":
+            sa, sb = (json.loads((d / name).read_text()) for d in (a, b))
+            sa.pop("wall_clock_s"), sb.pop("wall_clock_s")
+            assert sa == sb
+        else:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.fixture
+def assert_same_outputs():
+    """`assert_same_outputs(dir_a, dir_b)`: two runs wrote the same outputs (wall clock aside)."""
+    return _same_outputs

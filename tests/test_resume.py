@@ -40,17 +40,6 @@ def _tiny(**stop):
     return scenario_from_dict({**TINY, "training": training, "stop": {**TINY["stop"], **stop}})
 
 
-def assert_same_outputs(a: Path, b: Path) -> None:
-    """Every output file byte-identical, except summary.json's wall_clock_s."""
-    for name in OUTPUT_FILES:
-        if name == "summary.json":
-            sa, sb = (json.loads((d / name).read_text()) for d in (a, b))
-            sa.pop("wall_clock_s"), sb.pop("wall_clock_s")
-            assert sa == sb
-        else:
-            assert (a / name).read_bytes() == (b / name).read_bytes(), name
-
-
 def _leftovers(d: Path) -> list[str]:
     """Temporary files of interrupted writes (there must be none)."""
     return sorted(p.name for p in d.rglob(".*") if p.name != ".lock")
@@ -72,7 +61,7 @@ class _Interrupt:
         monkeypatch.setattr(ClientWorkload, "train_cached", train_cached)
 
 
-def test_interrupted_run_resumes_to_identical_outputs(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_identical_outputs(tmp_path, monkeypatch, assert_same_outputs):
     scenario = _tiny(max_time_s=30)
     ref = run_scenario(scenario, tmp_path / "ref")
     assert ref.manifest["status"] == "finished" and ref.manifest["attempts"] == 1
@@ -222,7 +211,7 @@ def test_sigterm_stops_the_cli_cleanly(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_killed_process_resumes_to_identical_outputs(tmp_path):
+def test_killed_process_resumes_to_identical_outputs(tmp_path, assert_same_outputs):
     """A real `ppafl run` process: SIGKILL, then SIGINT at a later point; the third start finishes."""
     scenario_file = tmp_path / "tiny.yaml"
     scenario_file.write_text(json.dumps(TINY))  # JSON is YAML
