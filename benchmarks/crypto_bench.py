@@ -25,15 +25,15 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crypto import HIGH_THROUGHPUT_PARAMS, PAPER_PARAMS, SHEParams, keygen, make_secure_aggregation  # noqa: E402
+from crypto import HIGH_THROUGHPUT_PARAMS, PAPER_PARAMS, SHEParams, keygen, make_secure_aggregation
 
 MNIST_CNN_PARAMS = 1_663_370  # fl.models mnist_cnn (not imported: no torch here)
 TARGETS = {

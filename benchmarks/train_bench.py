@@ -41,12 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fl.batched import batched_local_update  # noqa: E402
-from fl.data import load_dataset  # noqa: E402
-from fl.models import build_model, flops_per_sample  # noqa: E402
-from fl.params import get_flat  # noqa: E402
-from fl.partition import partition  # noqa: E402
-from fl.training import TrainConfig, local_update  # noqa: E402
+from fl.batched import batched_local_update
+from fl.data import load_dataset
+from fl.models import build_model, flops_per_sample
+from fl.params import get_flat
+from fl.partition import partition
+from fl.training import TrainConfig, local_update
 
 PAPER_ROUNDS, PAPER_CLIENTS = 1000, 10  # the paper's run: 1,000 rounds of 10 clients
 TRAIN_FLOPS_PER_FORWARD = 3.0

@@ -13,16 +13,16 @@ the packed plaintext (|M| < L/2) or r*L + M (< p) could overflow.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from crypto.errors import CryptoError, NonFiniteUpdateError, OverflowRiskError
 from crypto.params import SHEParams
 
-__all__ = ["SlotLayout", "PackedEncoder", "flatten_update"]
+__all__ = ["PackedEncoder", "SlotLayout", "flatten_update"]
 
 _MAX_SLOT_BITS = 54  # slot sums stay below 2^53: exact in int64 and float64
 _CHUNK_VALUES = 1 << 18  # values packed per numpy pass, bounds temporary memory

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CryptoError", "OverflowRiskError", "PayloadError", "NonFiniteUpdateError"]
+__all__ = ["CryptoError", "NonFiniteUpdateError", "OverflowRiskError", "PayloadError"]
 
 
 class CryptoError(ValueError):

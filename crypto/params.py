@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from crypto.errors import CryptoError
 
-__all__ = ["SHEParams", "PAPER_PARAMS", "HIGH_THROUGHPUT_PARAMS", "PARAM_SETS"]
+__all__ = ["HIGH_THROUGHPUT_PARAMS", "PAPER_PARAMS", "PARAM_SETS", "SHEParams"]
 
 _MIN_K0 = 64
 

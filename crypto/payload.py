@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from crypto.encoding import SlotLayout
 from crypto.errors import PayloadError
 from crypto.she import PublicParams
 
-__all__ = ["KIND_VECTOR", "KIND_AGGREGATE", "Payload", "payload_nbytes", "encode_payload", "decode_payload"]
+__all__ = ["KIND_AGGREGATE", "KIND_VECTOR", "Payload", "decode_payload", "encode_payload", "payload_nbytes"]
 
 KIND_VECTOR = 1
 KIND_AGGREGATE = 2

@@ -9,8 +9,9 @@ sizes, so large simulations can skip the crypto; both give bit-identical average
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from crypto.payload import KIND_AGGREGATE, KIND_VECTOR, decode_payload, encode_p
 from crypto.randomness import RandomSource
 from crypto.she import PublicParams, SecretKey
 
-__all__ = ["EncryptedVector", "EncryptedAggregate", "KeyHolder", "Aggregator", "make_secure_aggregation", "MODES"]
+__all__ = ["MODES", "Aggregator", "EncryptedAggregate", "EncryptedVector", "KeyHolder", "make_secure_aggregation"]
 
 MODES = ("real", "modeled")
 _MODELED_KEY_ID = b"modeled".ljust(16, b"\0")

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import gmpy2
 import numpy as np
@@ -30,12 +30,12 @@ from crypto.randomness import RandomSource
 __all__ = [
     "PublicParams",
     "SecretKey",
-    "keygen",
-    "encrypt",
-    "encrypt_many",
+    "add",
     "decrypt",
     "decrypt_many",
-    "add",
+    "encrypt",
+    "encrypt_many",
+    "keygen",
     "mul_plain",
     "weighted_sum",
 ]

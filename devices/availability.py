@@ -20,7 +20,7 @@ __all__ = ["Availability"]
 class Availability:
     """Whether one device is around; draws from `rng`."""
 
-    __slots__ = ("spec", "_rng", "dropout_time", "_window", "declined")
+    __slots__ = ("_rng", "_window", "declined", "dropout_time", "spec")
 
     def __init__(self, spec: AvailabilitySpec, rng: np.random.Generator, horizon_s: float = math.inf) -> None:
         self.spec = spec

@@ -34,8 +34,19 @@ class Battery:
     """Energy store of one device; queries are pure, `advance` and `try_draw` commit."""
 
     __slots__ = (
-        "spec", "_cap", "_idle_w", "_profile", "_resume_j", "_t", "_level", "initial_j", "_depleted", "_target",
-        "depletions", "_drawn", "_harvested",
+        "_cap",
+        "_depleted",
+        "_drawn",
+        "_harvested",
+        "_idle_w",
+        "_level",
+        "_profile",
+        "_resume_j",
+        "_t",
+        "_target",
+        "depletions",
+        "initial_j",
+        "spec",
     )
 
     def __init__(self, spec: BatterySpec, rng: np.random.Generator | None = None) -> None:

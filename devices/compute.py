@@ -19,7 +19,7 @@ __all__ = ["Compute"]
 class Compute:
     """Training and crypto cost of one device; draws its jitter from `rng`."""
 
-    __slots__ = ("spec", "_rng", "_flops_per_s", "_sigma", "_crypto_s_per_param", "jobs", "train_s", "crypto_s")
+    __slots__ = ("_crypto_s_per_param", "_flops_per_s", "_rng", "_sigma", "crypto_s", "jobs", "spec", "train_s")
 
     def __init__(self, spec: ComputeSpec, rng: np.random.Generator) -> None:
         self.spec = spec

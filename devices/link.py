@@ -64,9 +64,26 @@ class Link:
     """One device's link: a lazily extended on/off schedule plus bandwidth draws from `rng`."""
 
     __slots__ = (
-        "spec", "_rng", "_latency", "_down_bps", "_up_bps", "_trace", "_trace_row", "_sigma", "_outages",
-        "_mean_up", "_mean_down", "_seed", "_sched", "_sw", "_cum",
-        "transfers", "restarts", "bytes_up", "bytes_down", "outage_wait_s",
+        "_cum",
+        "_down_bps",
+        "_latency",
+        "_mean_down",
+        "_mean_up",
+        "_outages",
+        "_rng",
+        "_sched",
+        "_seed",
+        "_sigma",
+        "_sw",
+        "_trace",
+        "_trace_row",
+        "_up_bps",
+        "bytes_down",
+        "bytes_up",
+        "outage_wait_s",
+        "restarts",
+        "spec",
+        "transfers",
     )
 
     def __init__(self, spec: LinkSpec, rng: np.random.Generator) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from devices.specs import DAY_S, MainsCharging, SolarHarvest
 from devices.traces import read_solar_trace
 
-__all__ = ["PowerProfile", "recharge_profile", "clear_sky_fraction"]
+__all__ = ["PowerProfile", "clear_sky_fraction", "recharge_profile"]
 
 _SUNRISE_H, _SUNSET_H = 6.0, 18.0
 _CURVE_STEP_S = 300.0
@@ -27,7 +27,7 @@ _CURVE_STEP_S = 300.0
 class PowerProfile:
     """Periodic piecewise-constant power [W]; sim time t maps to profile time t + offset_s."""
 
-    __slots__ = ("edges", "power", "cum", "period", "total", "offset_s")
+    __slots__ = ("cum", "edges", "offset_s", "period", "power", "total")
 
     def __init__(self, edges: np.ndarray, power: np.ndarray, offset_s: float = 0.0) -> None:
         edges = np.asarray(edges, dtype=float)

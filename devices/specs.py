@@ -15,15 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from devices.traces import read_bandwidth_trace, read_solar_trace
 
 __all__ = [
-    "DAY_S",
     "CRYPTO_FLOPS_PER_PARAM",
+    "DAY_S",
+    "AvailabilitySpec",
+    "BatterySpec",
     "ComputeSpec",
+    "DeviceProfile",
+    "LinkSpec",
     "MainsCharging",
     "SolarHarvest",
-    "BatterySpec",
-    "LinkSpec",
-    "AvailabilitySpec",
-    "DeviceProfile",
     "spec_dict",
 ]
 

@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "SOLAR_FORMAT",
     "BANDWIDTH_FORMAT",
+    "SOLAR_FORMAT",
+    "BandwidthTrace",
+    "SolarTrace",
     "TraceError",
     "TraceNotFoundError",
-    "SolarTrace",
-    "BandwidthTrace",
-    "read_solar_trace",
     "read_bandwidth_trace",
+    "read_solar_trace",
 ]
 
 SOLAR_FORMAT = (

@@ -27,7 +27,7 @@ _HOMES = {
     "evaluate": "fl.training",
     "local_update": "fl.training",
 }
-__all__ = sorted(_HOMES)
+__all__ = [*_HOMES]  # noqa: PLE0604  (the lazy table names every export)
 
 
 def __getattr__(name: str) -> Any:

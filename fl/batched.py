@@ -13,8 +13,8 @@ a few ULPs per step (relative error about 1e-6 after a 5-epoch update).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from fl.models import build_model
 from fl.training import LocalResult, TrainConfig, job_seeds, local_update
 
-__all__ = ["batched_local_update", "batchable", "BATCHED_MODELS_CPU"]
+__all__ = ["BATCHED_MODELS_CPU", "batchable", "batched_local_update"]
 
 # Models for which batching beats the one-after-another loop on CPU. Measured here
 # (2 cores, torch 2.14.1, see docs/performance.md): none -- vmap with per-client

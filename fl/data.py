@@ -37,6 +37,7 @@ import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -275,7 +276,7 @@ class _CifarUnpickler(pickle.Unpickler):
     tampered file cannot run code.
     """
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("_codecs", "encode"),  # how protocol-2 pickles from Python 3 store bytes
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),

@@ -28,8 +28,9 @@ import shutil
 import weakref
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,15 +40,15 @@ from fl.jobs import ClientUpload, ClientWorkload, Executor, Job, TrainingTask
 from fl.spool import Spooled, ship, spool_directory, unship
 
 __all__ = [
-    "SequentialExecutor",
-    "BatchedExecutor",
-    "ProcessExecutor",
-    "PrefetchingExecutor",
     "EXECUTORS",
+    "TRAIN_THREADS",
+    "BatchedExecutor",
+    "PrefetchingExecutor",
+    "ProcessExecutor",
+    "SequentialExecutor",
     "make_executor",
     "resolve_all",
     "torch_threads",
-    "TRAIN_THREADS",
 ]
 
 TRAIN_THREADS = 1  # torch threads per training job, in every executor (bit-identical results)

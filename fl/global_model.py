@@ -7,7 +7,7 @@ are still training on (FedBuff needs them to form deltas).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

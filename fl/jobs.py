@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from crypto import CryptoError
-from fl.secure import ClientCodec
 from fl.result_cache import ResultCache
+from fl.secure import ClientCodec
 from fl.training import LocalResult, TrainConfig, local_update
 
-__all__ = ["TrainingTask", "ClientUpload", "ClientWorkload", "Job", "Executor", "task_seed"]
+__all__ = ["ClientUpload", "ClientWorkload", "Executor", "Job", "TrainingTask", "task_seed"]
 
 
 def task_seed(run_seed: int, client: int, job_number: int) -> int:
@@ -62,7 +62,7 @@ class ClientWorkload:
         self.cache = cache  # finished jobs survive a restart (a resumable run's cache)
 
     def num_samples(self, client: int) -> int:
-        return int(len(self.shards[client]))
+        return len(self.shards[client])
 
     def client_data(self, client: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.from_numpy(self.shards[client])

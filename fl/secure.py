@@ -10,21 +10,22 @@ so on/off differ only by the fixed-point step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from crypto import PARAM_SETS, make_secure_aggregation, payload_nbytes
 
 __all__ = [
-    "PlainVector",
+    "CRYPTO_COST",
+    "ClientCodec",
     "PlainAggregate",
     "PlainAggregator",
-    "ClientCodec",
-    "make_codec",
+    "PlainVector",
     "integer_weights",
-    "CRYPTO_COST",
+    "make_codec",
 ]
 
 # Cost per parameter relative to encrypting at the paper's parameters, measured with

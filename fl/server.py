@@ -14,8 +14,9 @@ simulation engine: it invites idle devices to train and schedules its deadlines.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from fl.jobs import Job
 from fl.secure import integer_weights
 from fl.strategies import AggregationPlan, Arrival, Strategy
 
-__all__ = ["Fleet", "UpdateArrived", "Server"]
+__all__ = ["Fleet", "Server", "UpdateArrived"]
 
 
 class Fleet(Protocol):

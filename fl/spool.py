@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fl.jobs import ClientUpload
 
-__all__ = ["SPOOL_MIN_BYTES", "Spooled", "spool_directory", "ship", "unship"]
+__all__ = ["SPOOL_MIN_BYTES", "Spooled", "ship", "spool_directory", "unship"]
 
 SPOOL_MIN_BYTES = 1 << 20  # uploads at least this large go back through a file, not the pipe
 _SPOOL_PREFIX = "ppafl-spool-"  # then the pid of the run that made the directory

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "PPAFL",
+    "AggregationPlan",
     "Arrival",
     "Contribution",
-    "AggregationPlan",
-    "Strategy",
-    "FedAvg",
     "FedAsync",
+    "FedAvg",
     "FedBuff",
-    "PPAFL",
+    "Strategy",
     "make_strategy",
     "staleness_weight",
 ]
@@ -131,7 +131,6 @@ class FedAvg(Strategy):
 
     def on_arrival(self, arrival: Arrival, version: int) -> None:
         (self._fresh if arrival.base_version == version else self._discarded).append(arrival)
-        return None
 
     def close_round(self, version: int, delayed_agents: dict[int, Arrival]) -> AggregationPlan | None:
         fresh, discarded = self._fresh, tuple(self._discarded)
@@ -172,7 +171,6 @@ class PPAFL(Strategy):
             self._too_late.append(arrival)
         else:
             self._arrived[arrival.client] = arrival  # a client's newest arrival this round wins
-        return None
 
     def _weight(self, arrival: Arrival, s: int) -> float:
         return self._size(arrival.num_samples) * 2.0**-s

@@ -167,7 +167,7 @@ def _sgd_step(
 def _check_data(x: torch.Tensor, y: torch.Tensor) -> int:
     """Validate images and labels; return the sample count."""
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise ValueError(
+        raise TypeError(
             f"x and y must be torch tensors, got {type(x).__name__}, {type(y).__name__}"
         )
     if x.dtype != torch.float32:

@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.study_plots import plot_sweep, sensitivity_table  # noqa: E402
-from sim.sweep import plan_sweep, run_sweep  # noqa: E402
+from sim.study_plots import plot_sweep, sensitivity_table
+from sim.sweep import plan_sweep, run_sweep
 
 SCENARIO = "scenarios/dropout_study.yaml"
 SETS = ["failures.dropout_rate=0,0.2,0.4,0.6", "strategy.name=ppafl,fedasync,fedbuff,fedavg"]

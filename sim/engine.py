@@ -10,8 +10,9 @@ simulated clock, so the same scenario and seed give the same numbers on any mach
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Callable, Generator
+from typing import Any
 
 import numpy as np
 import simpy
@@ -26,7 +27,7 @@ from sim.recorder import Recorder
 from sim.scenario import Scenario
 from sim.workload import Workload, build_workload, clients_per_round
 
-__all__ = ["Simulation", "build_fleet", "TRAIN_FLOPS_PER_FORWARD"]
+__all__ = ["TRAIN_FLOPS_PER_FORWARD", "Simulation", "build_fleet"]
 
 TRAIN_FLOPS_PER_FORWARD = 3.0  # forward + backward (about twice the forward) per sample
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from sim.scenario import Scenario, ScenarioError
 
-__all__ = ["ResourceEstimate", "ResourceLimitError", "estimate_resources", "check_resources", "machine_memory_bytes"]
+__all__ = ["ResourceEstimate", "ResourceLimitError", "check_resources", "estimate_resources", "machine_memory_bytes"]
 
 _BASELINE_BYTES = 600 * 2**20  # interpreter, torch, numpy, pandas
 _DEVICE_BYTES = 4 * 2**10  # one simulated device with its models (measured ~2 KiB; doubled)
@@ -50,7 +50,7 @@ def _size(n: float) -> str:
     return f"{n / _GIB:.2f} GiB" if n >= _GIB else f"{n / 2**20:.1f} MiB"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _num_params(model: str) -> int:
     from fl.models import build_model, num_parameters
 

@@ -17,17 +17,25 @@ import json
 import os
 import platform
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from sim.atomic import atomic_write
 from sim.scenario import Scenario
 
 __all__ = [
-    "MANIFEST_NAME", "CACHE_DIR", "STATUSES", "RunDir", "RunDirError", "differences", "open_run", "read_manifest",
+    "CACHE_DIR",
+    "MANIFEST_NAME",
+    "STATUSES",
+    "RunDir",
+    "RunDirError",
+    "differences",
+    "open_run",
     "ppafl_version",
+    "read_manifest",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -51,7 +59,7 @@ def ppafl_version() -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

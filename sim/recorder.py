@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Recorder", "EVENT_COLUMNS"]
+__all__ = ["EVENT_COLUMNS", "Recorder"]
 
 EVENT_COLUMNS = ["time_s", "event", "device", "version"]
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from sim.scenario import Scenario
 
-__all__ = ["scenario_reference", "update_readme", "START", "END"]
+__all__ = ["END", "START", "scenario_reference", "update_readme"]
 
 START = "<!-- scenario-reference:start -->"
 END = "<!-- scenario-reference:end -->"

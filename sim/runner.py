@@ -28,7 +28,7 @@ from sim.manifest import RunDir, open_run
 from sim.plots import plot_accuracy, plot_device_timeline
 from sim.scenario import Scenario
 
-__all__ = ["RunResult", "run_scenario", "write_outputs", "atomic_write", "time_to_accuracy", "OUTPUT_FILES"]
+__all__ = ["OUTPUT_FILES", "RunResult", "atomic_write", "run_scenario", "time_to_accuracy", "write_outputs"]
 
 OUTPUT_FILES = ("metrics.csv", "events.csv", "devices.csv", "summary.json", "accuracy_vs_time.png", "device_timeline.png")
 

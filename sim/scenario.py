@@ -20,10 +20,10 @@ from devices import DEVICE_CLASSES, LINK_CLASSES, DeviceProfile, resolve_profile
 __all__ = [
     "Scenario",
     "ScenarioError",
-    "load_scenario",
-    "scenario_from_dict",
     "apply_overrides",
+    "load_scenario",
     "parse_override",
+    "scenario_from_dict",
 ]
 
 

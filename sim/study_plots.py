@@ -17,22 +17,22 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from sim.plots import time_unit  # noqa: E402
+from sim.plots import time_unit
 
 __all__ = [
-    "sweep_axes",
-    "line_labels",
-    "group_stats",
-    "sensitivity_table",
     "band_over_seeds",
-    "plot_sensitivity",
+    "group_stats",
+    "line_labels",
     "plot_accuracy_bands",
     "plot_energy_by_class",
+    "plot_sensitivity",
     "plot_sweep",
+    "sensitivity_table",
+    "sweep_axes",
 ]
 
 _STYLE = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9, "figure.dpi": 120}

@@ -40,17 +40,17 @@ from sim.scenario import (
 )
 
 __all__ = [
-    "Cell",
-    "SweepResult",
-    "SweepCellError",
     "ACCURACY_FRACTIONS",
-    "split_values",
-    "parse_sets",
-    "plan_sweep",
-    "run_sweep",
+    "Cell",
+    "SweepCellError",
+    "SweepResult",
     "cell_row",
     "collect_table",
+    "parse_sets",
+    "plan_sweep",
     "read_sweep",
+    "run_sweep",
+    "split_values",
 ]
 
 ACCURACY_FRACTIONS = (0.25, 0.5, 0.75)
@@ -216,7 +216,7 @@ def _run_cell_safely(args: tuple[dict[str, Any], str, str, str]) -> str:
     """`_run_cell` for a worker pool: an error comes back naming the cell."""
     try:
         return _run_cell(*args)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (any failure is reported with the cell's name)
         raise SweepCellError(f"sweep cell {args[2]} failed: {type(exc).__name__}: {exc}") from None
 
 

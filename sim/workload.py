@@ -7,8 +7,8 @@ nominal size, and payloads are synthetic updates of the model's true byte size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from fl.strategies import make_strategy
 from fl.training import TrainConfig, evaluate
 from sim.scenario import Scenario
 
-__all__ = ["Workload", "build_workload", "clients_per_round", "max_contributions", "NOMINAL_TRAIN_SIZE", "INPUT_SHAPES"]
+__all__ = ["INPUT_SHAPES", "NOMINAL_TRAIN_SIZE", "Workload", "build_workload", "clients_per_round", "max_contributions"]
 
 NOMINAL_TRAIN_SIZE = {"mnist5k": 4000, "mnist": 60000, "cifar10": 50000}
 INPUT_SHAPES = {"mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -98,15 +98,15 @@ def build_workload(
     )
     nbytes = codec.payload_nbytes(num_params)
     encrypted = enc.mode != "off"
-    common = dict(
-        num_params=num_params,
-        flops_per_sample=flops,
-        encrypted=encrypted,
-        crypto_params={op: round(num_params * CRYPTO_COST[(enc.params, op)]) for op in ("encrypt", "decrypt")},
-        download_nbytes=nbytes,
-        upload_nbytes=nbytes,
-        aggregator=aggregator,
-    )
+    common = {
+        "num_params": num_params,
+        "flops_per_sample": flops,
+        "encrypted": encrypted,
+        "crypto_params": {op: round(num_params * CRYPTO_COST[(enc.params, op)]) for op in ("encrypt", "decrypt")},
+        "download_nbytes": nbytes,
+        "upload_nbytes": nbytes,
+        "aggregator": aggregator,
+    }
     if scenario.time_only:
         size = NOMINAL_TRAIN_SIZE[data_cfg.dataset]
         samples = np.full(num_clients, max(1, size // num_clients), dtype=np.int64)

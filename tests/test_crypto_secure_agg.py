@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -33,7 +33,7 @@ SMALL = SHEParams("test-512", k0=512, k1=20, k2=160, r_bits=160)
 K = 64
 
 
-@lru_cache(maxsize=None)
+@cache
 def _key(params: SHEParams = SMALL, seed: int = 21):
     return keygen(params, seed=seed)
 
@@ -189,7 +189,7 @@ def test_aggregator_refuses_bad_weights_counts_and_foreign_vectors():
 
 
 def test_decrypt_refuses_aggregates_beyond_the_encoder_bounds_or_foreign():
-    (holder, server), (m_holder, m_server) = _pairs(4, k=2)
+    (holder, server), (m_holder, _m_server) = _pairs(4, k=2)
     agg = server.weighted_sum([holder.encrypt(np.zeros(4))], [1])
     forged = EncryptedAggregate(agg.layout, agg.key_id, agg.body, weight_sum=600, count=3)
     with pytest.raises(OverflowRiskError, match="outside what the encoder was built for"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import gmpy2
 import pytest
@@ -22,13 +22,13 @@ from crypto import (
     encrypt_many,
     keygen,
     mul_plain,
+    she,
 )
-from crypto import she
 
 SMALL = SHEParams("test-512", k0=512, k1=20, k2=160, r_bits=160)  # same L and r as the paper, small p, q
 
 
-@lru_cache(maxsize=None)
+@cache
 def _key(params: SHEParams = SMALL, seed: int = 7):
     return keygen(params, seed=seed)
 

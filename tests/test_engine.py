@@ -131,7 +131,8 @@ def _tiny_learning(**over) -> dict:
 def test_learning_run_improves_accuracy_and_is_reproducible():
     a = _run(_tiny_learning())
     m = a.metrics
-    assert m["accuracy"].iloc[0] < 0.3 < 0.7 < m["accuracy"].iloc[-1]
+    assert m["accuracy"].iloc[0] < 0.3
+    assert m["accuracy"].iloc[-1] > 0.7
     assert m["time_s"].is_monotonic_increasing and m["version"].is_monotonic_increasing
     b = _run(_tiny_learning())
     pd.testing.assert_frame_equal(a.metrics, b.metrics)

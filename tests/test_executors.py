@@ -22,11 +22,11 @@ from fl.executors import (
     resolve_all,
 )
 from fl.jobs import ClientUpload, ClientWorkload, TrainingTask
-from fl.spool import Spooled, ship, spool_directory, unship
 from fl.models import build_model
 from fl.params import get_flat
 from fl.result_cache import ResultCache
 from fl.secure import PlainVector, make_codec
+from fl.spool import Spooled, ship, spool_directory, unship
 from fl.training import TrainConfig, local_update
 from sim.engine import Simulation
 from sim.scenario import scenario_from_dict
@@ -222,7 +222,7 @@ def test_large_uploads_travel_through_a_file_and_fall_back_to_the_pipe(tmp_path)
 
 
 def test_spool_directories_of_killed_runs_are_removed(tmp_path):
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     stale = tmp_path / f"ppafl-spool-{int(gone.stdout)}-abc"
     live = tmp_path / f"ppafl-spool-{os.getpid()}-def"
     for d in (stale, live):

@@ -18,8 +18,9 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -129,7 +130,7 @@ def _classify(tally: Tally, fn: Callable[[], Any], clear: tuple[type[BaseExcepti
         tally.record("hang", f"over {_HANG_S} s: {what!r}")
     except clear as exc:
         tally.record("clear_error" if str(exc).strip() else "crash", f"empty message for {what!r}")
-    except Exception as exc:  # anything else is a crash: report it
+    except Exception as exc:  # noqa: BLE001  (anything else is a crash: report it)
         tally.record("crash", f"{type(exc).__name__}: {exc} <- {what!r}")
     else:
         tally.record("accepted")
@@ -315,7 +316,7 @@ def _run_cli(tally: Tally, argv: list[str]) -> None:
             tally.record("accepted")
         else:
             tally.record("crash", f"{exc!r} <- {argv!r}")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (anything else is a crash: report it)
         tally.record("crash", f"{type(exc).__name__}: {exc} <- {argv!r}")
     else:
         message = err.getvalue()

@@ -9,7 +9,7 @@ import main
 
 def test_paper_flags_map_onto_the_scenario():
     args = main.build_parser().parse_args(
-        "-nc 100 -cf 0.1 -E 5 -B 10 -mn mnist_cnn -ncomm 1000 -iid 0 -lr 0.01 -vf 20 -g 0".split()
+        ["-nc", "100", "-cf", "0.1", "-E", "5", "-B", "10", "-mn", "mnist_cnn", "-ncomm", "1000", "-iid", "0", "-lr", "0.01", "-vf", "20", "-g", "0"]
     )
     raw = main.paper_scenario(args)
     assert raw["fleet"]["num_devices"] == 100
@@ -22,7 +22,7 @@ def test_paper_flags_map_onto_the_scenario():
 
 def test_main_runs_a_small_paper_setting_end_to_end(tmp_path):
     out = tmp_path / "paper"
-    argv = "-nc 10 -cf 0.3 -E 1 -B 20 -mn mnist_2nn -ncomm 4 -iid 1 -lr 0.05 -vf 2 --dataset mnist5k".split()
+    argv = ["-nc", "10", "-cf", "0.3", "-E", "1", "-B", "20", "-mn", "mnist_2nn", "-ncomm", "4", "-iid", "1", "-lr", "0.05", "-vf", "2", "--dataset", "mnist5k"]
     assert main.main([*argv, "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["versions"] == 4

@@ -153,10 +153,10 @@ def test_cli_refuses_a_finished_run(tmp_path, capsys):
 
 # ------------------------------------------------------------------ the training-result cache
 def _key(cache: ResultCache, **changes) -> str:
-    args = dict(
-        model="mnist_2nn", train=TrainConfig(), data_digest="d", shard=np.arange(5), seed=1,
-        base_params=np.zeros(4, np.float32),
-    )
+    args = {
+        "model": "mnist_2nn", "train": TrainConfig(), "data_digest": "d", "shard": np.arange(5), "seed": 1,
+        "base_params": np.zeros(4, np.float32),
+    }
     return cache.key(**{**args, **changes})
 
 

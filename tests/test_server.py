@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -146,7 +146,7 @@ def _walk(obj, seen=None):
 
 def test_server_holds_only_ciphertexts_when_encryption_is_on():
     rng = np.random.default_rng(2)
-    codec, aggregator, models, fleet, server, ex = _setup(PPAFL(delay_threshold=6), num_clients=3, per_round=3)
+    _codec, _aggregator, models, fleet, server, ex = _setup(PPAFL(delay_threshold=6), num_clients=3, per_round=3)
     server.start()
     for step in range(4):
         for c in range(3):
@@ -179,7 +179,7 @@ def test_encrypted_aggregate_equals_plaintext_within_fixed_point_step(mode):
 
 
 def test_fedavg_aggregate_of_one_is_counted():
-    codec, aggregator, models, fleet, server, ex = _setup(FedAvg(), num_clients=2, per_round=2)
+    _codec, _aggregator, _models, fleet, server, ex = _setup(FedAvg(), num_clients=2, per_round=2)
     server.start()
     server.receive(UpdateArrived(0, 0, 100, 0.0, ex.submit(0, 0, np.ones(N_PARAMS, np.float32))))
     fleet.fire_deadline()

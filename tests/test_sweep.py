@@ -179,7 +179,7 @@ def test_a_killed_sweep_resumes_without_recomputing_finished_cells(tiny: Path, t
     proc.wait()
     first = _mtimes(out)
     assert len(first) == 1, "the sweep should have been killed after its first cell"
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "ran 1 cells, 1 were finished before" in done.stdout
     after = _mtimes(out)
