@@ -1,37 +1,53 @@
 """The aggregation server: consumes timed update arrivals and builds global versions.
 
 The server is the untrusted party. It holds the public aggregator, the clients'
-payloads (ciphertexts when encryption is on, also the stored update agents) and
-bookkeeping; it never holds a secret key or a plaintext update. It asks its strategy
-when and how to aggregate, sums the payloads with integer weights, and sends the
-aggregate to the key holders through `publish` (in a run: `GlobalModels.apply`), who
-decrypt it into the next global version.
+payloads (ciphertexts when encryption is on, also the stored update agents), opaque
+references to payloads not yet fetched, and bookkeeping; it never holds a secret key,
+a codec, an executor or a plaintext update. It asks its strategy when and how to
+aggregate, sums the payloads with integer weights, and hands the aggregate to the key
+holders, who decrypt it into the next global version.
 
-The server drives the fleet through a small `Fleet` interface implemented by the
-simulation engine: it invites idle devices to train and schedules its deadlines.
+The trust boundary is structural: the server keeps no reference to the simulation.
+Everything it does to the world (invite devices, schedule deadlines, log, fetch
+payloads, publish aggregates) goes through the `Network` handed to each call, which it
+never stores, so nothing on the client side is reachable from the server object.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from fl.executors import resolve_all
-from fl.jobs import Job
 from fl.secure import integer_weights
 from fl.strategies import AggregationPlan, Arrival, Strategy
 
-__all__ = ["Fleet", "Server", "UpdateArrived"]
+__all__ = ["Network", "PayloadRef", "Server", "UpdateArrived"]
 
 
-class Fleet(Protocol):
-    """What the server needs from the simulated fleet."""
+class PayloadRef:
+    """An opaque handle for an update's payload; only the client side knows what it refers to.
 
-    num_clients: int
+    The payload (the client's ciphertext) is computed when the server first fetches it,
+    so gradient work never moves simulated time. The server drops a handle once it has
+    fetched or discarded the update; the client side keys its pending work by handle
+    weakly, so dropping it releases that work.
+    """
+
+    __slots__ = ("__weakref__", "uid")
+
+    def __init__(self, uid: int) -> None:
+        self.uid = uid
+
+    def __repr__(self) -> str:
+        return f"PayloadRef({self.uid})"
+
+
+class Network(Protocol):
+    """What the server may do to the world; handed to every call, never stored."""
 
     @property
     def now(self) -> float: ...
@@ -40,22 +56,29 @@ class Fleet(Protocol):
 
     def invite(self, client: int, version: int) -> bool: ...
 
-    def call_at(self, time: float, fn: Callable[[], None]) -> None: ...
+    def call_at(self, time: float, fn: Callable[[Network], None]) -> None:
+        """Call `fn(network)` at simulated `time`."""
 
-    def log(self, event: str, device: int = -1, **info) -> None: ...
+    def log(self, event: str, device: int = -1, **info: Any) -> None: ...
+
+    def fetch(self, refs: Sequence[PayloadRef]) -> list[tuple[Any, str | None]]:
+        """(payload, problem) per handle: the payload the client sent, or None and why it sent none."""
+
+    def publish(self, plan: AggregationPlan, aggregate: Any, weights: Sequence[int]) -> int:
+        """Hand an aggregate (None in time-only runs) to the key holders; the new global version."""
 
     def version_created(self, version: int) -> None: ...
 
 
 @dataclass(frozen=True)
 class UpdateArrived:
-    """An update that reached the server at `time`; its payload is resolved from `job` when needed."""
+    """An update that reached the server at `time`; `payload` is None in time-only runs."""
 
     client: int
     base_version: int
     num_samples: int
     time: float
-    job: Job | None  # None in time-only mode
+    payload: PayloadRef | None
 
 
 class Server:
@@ -64,9 +87,8 @@ class Server:
     def __init__(
         self,
         strategy: Strategy,
-        aggregator,
-        publish: Callable[[AggregationPlan, object, list[int]], int] | None,
-        fleet: Fleet,
+        aggregator: Any,
+        num_clients: int,
         clients_per_round: int,
         round_deadline_s: float,
         weight_bits: int,
@@ -74,8 +96,8 @@ class Server:
         injected_fraction: float = 0.0,
         injected_max_rounds: int = 1,
     ) -> None:
-        self.strategy, self.aggregator, self.fleet = strategy, aggregator, fleet
-        self._publish = publish  # None in time-only mode: versions advance without payloads
+        self.strategy, self.aggregator = strategy, aggregator
+        self.num_clients = num_clients
         self.clients_per_round = clients_per_round
         self.round_deadline_s = round_deadline_s
         self.weight_bits = weight_bits
@@ -86,95 +108,96 @@ class Server:
         self._in_flight: dict[int, int] = {}  # client -> base version of its running job
         self._release_at: dict[int, int] = {}  # client -> version at which its update may arrive
         self._held: list[UpdateArrived] = []
-        self._pending: dict[int, tuple[int, Job | None]] = {}  # arrival uid -> (base version, job) until used
-        self._agents: dict[int, tuple[Arrival, Job | None]] = {}  # client -> its last update (ppafl)
+        self._pending: dict[int, tuple[int, PayloadRef | None]] = {}  # arrival uid -> (base version, handle)
+        # client -> its last update (ppafl): a handle until fetched, then the payload itself
+        self._agents: dict[int, tuple[Arrival, Any]] = {}
         self._next_uid = 0
         self._round = 0
         self._round_members: set[int] = set()
         self._retry_scheduled = False
 
     # ----------------------------------------------------------------- control flow
-    def start(self) -> None:
+    def start(self, net: Network) -> None:
         """Open the first round (round-based strategies) or fill the concurrency slots."""
         if self.strategy.round_based:
-            self._open_round()
+            self._open_round(net)
         else:
-            self._fill()
+            self._fill(net)
 
-    def receive(self, update: UpdateArrived) -> None:
+    def receive(self, update: UpdateArrived, net: Network) -> None:
         """Called by the engine when a device's upload completes."""
         release = self._release_at.get(update.client, 0)
         if self.version < release:
             # An injected delay: the update reaches the server only at version `release`;
             # the current round no longer waits for it.
             self._held.append(update)
-            self.fleet.log("update_held", update.client, version=self.version, until_version=release)
-            self._after_client_done(update.client)
+            net.log("update_held", update.client, version=self.version, until_version=release)
+            self._after_client_done(update.client, net)
             return
-        self._deliver(update)
+        self._deliver(update, net)
 
-    def job_failed(self, client: int, reason: str) -> None:
+    def job_failed(self, client: int, reason: str, net: Network) -> None:
         """Called by the engine when a device's job ends without an upload (dropout, battery)."""
         self._in_flight.pop(client, None)
         self._release_at.pop(client, None)
         self.stats["jobs_failed"] += 1
-        self._after_client_done(client)
+        self._after_client_done(client, net)
 
     @property
     def in_flight(self) -> dict[int, int]:
         return dict(self._in_flight)
 
-    def _deliver(self, update: UpdateArrived) -> None:
+    def _deliver(self, update: UpdateArrived, net: Network) -> None:
         self._in_flight.pop(update.client, None)
         self._release_at.pop(update.client, None)
         self.stats["updates_received"] += 1
         uid = self._next_uid
         self._next_uid += 1
         arrival = Arrival(update.client, update.base_version, update.num_samples, uid)
-        self._pending[uid] = (update.base_version, update.job)
+        self._pending[uid] = (update.base_version, update.payload)
         staleness = self.version - update.base_version
-        self.fleet.log("update_received", update.client, version=self.version, staleness=staleness)
+        net.log("update_received", update.client, version=self.version, staleness=staleness)
         if self.strategy.reuses_agents and staleness <= self.strategy.delay_threshold:
-            self._agents[update.client] = (arrival, update.job)
+            self._agents[update.client] = (arrival, update.payload)
         plan = self.strategy.on_arrival(arrival, self.version)
         if plan is not None:
-            self._execute(plan)
-        self._after_client_done(update.client)
+            self._execute(plan, net)
+        self._after_client_done(update.client, net)
 
-    def _after_client_done(self, client: int) -> None:
+    def _after_client_done(self, client: int, net: Network) -> None:
         if self.strategy.round_based:
             self._round_members.discard(client)
             if not self._round_members:
-                self._close_round(self._round)
+                self._close_round(self._round, net)
         else:
-            self._fill()
+            self._fill(net)
 
     # ----------------------------------------------------------------- selection
-    def _pick(self, k: int) -> list[int]:
+    def _pick(self, k: int, net: Network) -> list[int]:
         """Up to k distinct idle, available clients, uniformly at random."""
-        n = self.fleet.num_clients
+        n = self.num_clients
         chosen: list[int] = []
         seen: set[int] = set()
         probes = self.rng.integers(0, n, size=4 * k + 64)
         for c in map(int, probes):
             if len(chosen) == k:
                 return chosen
-            if c not in seen and c not in self._in_flight and self.fleet.available(c):
+            if c not in seen and c not in self._in_flight and net.available(c):
                 chosen.append(c)
             seen.add(c)
         if len(chosen) < k:  # sparse availability: fall back to a full scan in random order
             for c in map(int, self.rng.permutation(n)):
                 if len(chosen) == k:
                     break
-                if c not in seen and c not in self._in_flight and self.fleet.available(c):
+                if c not in seen and c not in self._in_flight and net.available(c):
                     chosen.append(c)
                     seen.add(c)
         return chosen
 
-    def _invite(self, clients: list[int]) -> list[int]:
+    def _invite(self, clients: list[int], net: Network) -> list[int]:
         accepted = []
         for c in clients:
-            if not self.fleet.invite(c, self.version):
+            if not net.invite(c, self.version):
                 self.stats["invitations_declined"] += 1
                 continue
             self._in_flight[c] = self.version
@@ -182,101 +205,111 @@ class Server:
                 # Delays count rounds; an async strategy makes several versions per round.
                 delay = int(self.rng.integers(1, self.injected_max_rounds + 1))
                 self._release_at[c] = self.version + delay * self.strategy.versions_per_round(self.clients_per_round)
-                self.fleet.log("delay_injected", c, version=self.version, rounds=delay)
+                net.log("delay_injected", c, version=self.version, rounds=delay)
             accepted.append(c)
         return accepted
 
-    def _fill(self) -> None:
+    def _fill(self, net: Network) -> None:
         """Async strategies: keep `clients_per_round` jobs in flight."""
         free = self.clients_per_round - (len(self._in_flight) - len(self._held))
         if free <= 0:
             return
-        started = self._invite(self._pick(free))
+        started = self._invite(self._pick(free, net), net)
         if len(started) < free:
-            self._retry_later(self._fill)
+            self._retry_later(net)
 
-    def _retry_later(self, fn: Callable[[], None]) -> None:
+    def _retry_later(self, net: Network) -> None:
         if self._retry_scheduled:
             return
         self._retry_scheduled = True
 
-        def retry() -> None:
+        def retry(later: Network) -> None:
             self._retry_scheduled = False
-            fn()
+            self._fill(later)
 
-        self.fleet.call_at(self.fleet.now + min(self.round_deadline_s, 30.0), retry)
+        net.call_at(net.now + min(self.round_deadline_s, 30.0), retry)
 
-    def _open_round(self) -> None:
+    def _open_round(self, net: Network) -> None:
         self._round += 1
         round_id = self._round
-        self._round_members = set(self._invite(self._pick(self.clients_per_round)))
-        self.fleet.log("round_open", -1, version=self.version, invited=len(self._round_members))
-        self.fleet.call_at(self.fleet.now + self.round_deadline_s, lambda: self._close_round(round_id))
+        self._round_members = set(self._invite(self._pick(self.clients_per_round, net), net))
+        net.log("round_open", -1, version=self.version, invited=len(self._round_members))
+        net.call_at(net.now + self.round_deadline_s, lambda later: self._close_round(round_id, later))
 
-    def _close_round(self, round_id: int) -> None:
+    def _close_round(self, round_id: int, net: Network) -> None:
         if round_id != self._round:
             return  # that round already closed
         self._round += 1  # invalidates this round's deadline
         agents = {c: self._agents[c][0] for c in self._in_flight if c in self._agents}
         plan = self.strategy.close_round(self.version, agents)
         if plan is not None:
-            self._execute(plan)
-        self._open_round()
+            self._execute(plan, net)
+        self._open_round(net)
 
     # ----------------------------------------------------------------- aggregation
-    def _payload_job(self, uid: int, client: int) -> Job | None:
-        if uid in self._pending:
-            return self._pending.pop(uid)[1]
-        return self._agents[client][1]
+    def _take_payloads(self, plan: AggregationPlan, net: Network) -> list[tuple[Any, str | None]]:
+        """(payload, problem) per contribution, fetching every unfetched one in one call.
 
-    def _execute(self, plan: AggregationPlan) -> None:
+        A fresh or late update leaves `_pending`; an agent's payload stays stored (fetched).
+        """
+        stored: list[Any] = []
+        for c in plan.contributions:
+            if c.uid in self._pending:
+                stored.append(self._pending.pop(c.uid)[1])
+            else:
+                stored.append(self._agents[c.client][1])
+        refs = [p for p in stored if isinstance(p, PayloadRef)]
+        fetched = dict(zip(map(id, refs), net.fetch(refs), strict=True)) if refs else {}
+        out = [fetched.get(id(p), (p, None)) if isinstance(p, PayloadRef) else (p, None) for p in stored]
+        for c, (payload, _problem) in zip(plan.contributions, out, strict=True):
+            agent = self._agents.get(c.client)
+            if agent is not None and agent[0].uid == c.uid and isinstance(agent[1], PayloadRef):
+                self._agents[c.client] = (agent[0], payload)  # keep the ciphertext, drop the handle
+        return out
+
+    def _execute(self, plan: AggregationPlan, net: Network) -> None:
         for d in plan.discarded:
             self._pending.pop(d.uid, None)
             self.stats["updates_discarded"] += 1
-            self.fleet.log("update_discarded", d.client, version=self.version, staleness=self.version - d.base_version)
+            net.log("update_discarded", d.client, version=self.version, staleness=self.version - d.base_version)
         if not plan.contributions:
             return
         contribs, payloads = [], []
-        jobs = [self._payload_job(c.uid, c.client) for c in plan.contributions]
-        resolve_all(jobs)  # all of the plan's training at once: executors batch or parallelise it
-        for c, job in zip(plan.contributions, jobs):
-            upload = job.result() if job is not None else None
-            if upload is not None and upload.payload is None:
+        for c, (payload, problem) in zip(plan.contributions, self._take_payloads(plan, net), strict=True):
+            if problem is not None:
                 self.stats["updates_rejected"] += 1
-                self.fleet.log("update_rejected", c.client, version=self.version, reason=upload.problem)
+                net.log("update_rejected", c.client, version=self.version, reason=problem)
                 self._agents.pop(c.client, None)
                 continue
             contribs.append(c)
-            payloads.append(None if upload is None else upload.payload)
+            payloads.append(payload)
         if not contribs:
             return
         plan = AggregationPlan(tuple(contribs), plan.rule, plan.mix, plan.delta_scale)
         weights = integer_weights([c.weight for c in contribs], self.weight_bits)
-        if self._publish is not None:
-            aggregate = self.aggregator.weighted_sum(payloads, weights)
-            self.version = self._publish(plan, aggregate, weights)
-        else:
-            self.version += 1
+        timed_only = any(p is None for p in payloads)  # time-only runs carry no payloads
+        aggregate = None if timed_only else self.aggregator.weighted_sum(payloads, weights)
+        self.version = net.publish(plan, aggregate, weights)
         kinds = Counter(c.kind for c in contribs)
         self.stats["aggregations"] += 1
         self.stats["updates_aggregated"] += kinds["fresh"] + kinds["late"]
         self.stats["agents_reused"] += kinds["agent"]
         if len(contribs) == 1:
             self.stats["aggregates_of_one"] += 1
-        self.fleet.log(
+        net.log(
             "aggregated", -1, version=self.version, fresh=kinds["fresh"], late=kinds["late"], agents=kinds["agent"]
         )
         self._drop_expired_agents()
-        self.fleet.version_created(self.version)
-        self._release_held()
+        net.version_created(self.version)
+        self._release_held(net)
 
-    def _release_held(self) -> None:
+    def _release_held(self, net: Network) -> None:
         ready = [u for u in self._held if self._release_at.get(u.client, 0) <= self.version]
         if not ready:
             return
         self._held = [u for u in self._held if u not in ready]
         for u in ready:
-            self.fleet.call_at(self.fleet.now, lambda u=u: self._deliver(u))
+            net.call_at(net.now, lambda later, u=u: self._deliver(u, later))
 
     def oldest_version_in_use(self) -> int:
         """The oldest global version a running job, held or buffered update still refers to."""

@@ -10,7 +10,8 @@ simulated clock, so the same scenario and seed give the same numbers on any mach
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+import weakref
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,12 @@ import numpy as np
 import simpy
 
 from devices import AvailabilitySpec, Device
+from fl.executors import resolve_all
 from fl.global_model import GlobalModels
-from fl.jobs import TrainingTask, task_seed
+from fl.jobs import Job, TrainingTask, task_seed
 from fl.result_cache import ResultCache
-from fl.server import Server, UpdateArrived
-from fl.strategies import make_strategy
+from fl.server import Network, PayloadRef, Server, UpdateArrived
+from fl.strategies import AggregationPlan, make_strategy
 from sim.recorder import Recorder
 from sim.scenario import Scenario
 from sim.workload import Workload, build_workload, clients_per_round
@@ -82,7 +84,11 @@ class _DeviceTotals:
 
 
 class Simulation:
-    """One run of a scenario: build everything, then `run()` until a stop condition."""
+    """One run of a scenario: build everything, then `run()` until a stop condition.
+
+    The simulation is the server's `Network`: the server reaches devices, timers, the
+    clients' payloads and the key holders only through the calls it makes on it.
+    """
 
     def __init__(
         self,
@@ -106,8 +112,7 @@ class Simulation:
         self.server = Server(
             strategy=strategy,
             aggregator=self.workload.aggregator,
-            publish=None if self.models is None else self.models.apply,
-            fleet=self,
+            num_clients=self.num_clients,
             clients_per_round=clients_per_round(scenario, self.num_clients),
             round_deadline_s=scenario.strategy.round_deadline_s,
             weight_bits=scenario.encryption.weight_bits,
@@ -116,13 +121,15 @@ class Simulation:
             injected_max_rounds=scenario.injected_delay.max_rounds,
         )
         self.totals = [_DeviceTotals() for _ in self.devices]
+        self._work: weakref.WeakKeyDictionary[PayloadRef, Job] = weakref.WeakKeyDictionary()
+        self._next_ref = 0
         self._busy: set[int] = set()
         self._stop = self.env.event()
         self.stop_reason = ""
         self._last_eval_time = -1.0
         self.reached_target_at: float | None = None
 
-    # ------------------------------------------------------------- Fleet interface
+    # ------------------------------------------------------------- the server's Network
     @property
     def now(self) -> float:
         return float(self.env.now)
@@ -140,8 +147,21 @@ class Simulation:
         self.env.process(self._job(client, version))
         return True
 
-    def call_at(self, time: float, fn: Callable[[], None]) -> None:
-        self.env.timeout(max(0.0, time - self.now)).callbacks.append(lambda _ev: fn())
+    def call_at(self, time: float, fn: Callable[[Network], None]) -> None:
+        self.env.timeout(max(0.0, time - self.now)).callbacks.append(lambda _ev: fn(self))
+
+    def fetch(self, refs: Sequence[PayloadRef]) -> list[tuple[Any, str | None]]:
+        """The payloads behind `refs`: the clients' training runs now (all of it at once, so executors batch)."""
+        jobs = [self._work.pop(ref) for ref in refs]
+        resolve_all(list(jobs))
+        uploads = [job.result() for job in jobs]
+        return [(u.payload, u.problem if u.payload is None else None) for u in uploads]
+
+    def publish(self, plan: AggregationPlan, aggregate: Any, weights: Sequence[int]) -> int:
+        """The key holders decrypt the aggregate into the next global version (time-only: count it)."""
+        if self.models is None:
+            return self.server.version + 1
+        return self.models.apply(plan, aggregate, weights)
 
     def log(self, event: str, device: int = -1, **info: Any) -> None:
         version = info.pop("version", self.server.version)
@@ -166,7 +186,7 @@ class Simulation:
             self.log("battery_depleted", client, phase=name)
             back = dev.battery.time_recharged(now)
             if np.isfinite(back):
-                self.call_at(back, lambda: self.log("battery_recharged", client))
+                self.call_at(back, lambda _net: self.log("battery_recharged", client))
             return False
         end = now + seconds
         if dev.availability.dropout_time < end:
@@ -206,12 +226,14 @@ class Simulation:
         if ok and w.encrypted:
             secs = dev.compute.crypto_seconds(w.crypto_params["decrypt"])
             ok = yield from self._phase(client, secs, dev.compute.crypto_energy_j(secs), "crypto", "decrypt")
-        job = None
+        ref = None
         if ok:
             flops = TRAIN_FLOPS_PER_FORWARD * w.flops_per_sample * w.num_samples(client) * self.scenario.training.epochs
             if w.executor is not None and self.models is not None:
                 task = TrainingTask(client, version, task_seed(self.scenario.seed, client, job_number))
-                job = w.executor.submit(task, self.models.get(version))
+                ref = PayloadRef(self._next_ref)
+                self._next_ref += 1
+                self._work[ref] = w.executor.submit(task, self.models.get(version))
             secs = dev.compute.train_seconds(flops)
             ok = yield from self._phase(client, secs, dev.compute.train_energy_j(flops), "compute", "train")
         if ok and w.encrypted:
@@ -222,10 +244,10 @@ class Simulation:
         self._busy.discard(client)
         if not ok:
             totals.jobs_failed += 1
-            self.server.job_failed(client, "job ended early")
+            self.server.job_failed(client, "job ended early", self)
             return
         totals.updates_sent += 1
-        self.server.receive(UpdateArrived(client, version, w.num_samples(client), self.now, job))
+        self.server.receive(UpdateArrived(client, version, w.num_samples(client), self.now, ref), self)
 
     # ------------------------------------------------------------- evaluation & stop
     def _evaluate(self) -> None:
@@ -266,10 +288,10 @@ class Simulation:
         """Run until the simulated time limit, the version limit or the target accuracy."""
         stop = self.scenario.stop
         self._evaluate()
-        self.server.start()
+        self.server.start(self)
         if self.scenario.evaluation.interval_s:
             self.env.process(self._evaluator(self.scenario.evaluation.interval_s))
-        self.call_at(stop.max_time_s, lambda: self._finish(f"reached the time limit {stop.max_time_s:g} s"))
+        self.call_at(stop.max_time_s, lambda _net: self._finish(f"reached the time limit {stop.max_time_s:g} s"))
         bar = None
         if self.progress:
             from tqdm import tqdm

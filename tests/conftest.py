@@ -1,10 +1,14 @@
-"""Shared fixtures: the embedded data set and the optional full-MNIST folder."""
+"""Shared fixtures: the embedded data set, the optional full-MNIST folder, output comparison, object graphs."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import types
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -56,3 +60,52 @@ def _same_outputs(a: Path, b: Path) -> None:
 def assert_same_outputs():
     """`assert_same_outputs(dir_a, dir_b)`: two runs wrote the same outputs (wall clock aside)."""
     return _same_outputs
+
+
+def _cell(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def _reachable(root: Any) -> Iterator[Any]:
+    """Every object reachable from `root` by strong references a program can follow.
+
+    Follows containers, instance attributes (``__dict__`` and ``__slots__``), bound methods'
+    ``__self__``, closures and defaults of functions, and partials. Stops at modules and
+    classes (shared code, not state) and at weak references. Nothing is excluded by name.
+    """
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (types.ModuleType, type)):
+            continue
+        seen.add(id(obj))
+        yield obj
+        if isinstance(obj, (str, bytes, bytearray, int, float, complex, bool, type(None))):
+            continue
+        if isinstance(obj, dict):
+            stack += [*obj.keys(), *obj.values()]
+        elif isinstance(obj, (list, tuple, set, frozenset)) or type(obj).__name__ == "deque":
+            stack += list(obj)
+        if isinstance(obj, types.MethodType):
+            stack += [obj.__self__, obj.__func__]
+        elif isinstance(obj, types.FunctionType):
+            stack += [_cell(c) for c in obj.__closure__ or ()]
+            stack += [*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()]
+        elif isinstance(obj, functools.partial):
+            stack += [obj.func, *obj.args, *obj.keywords.values()]
+        if hasattr(obj, "__dict__") and not isinstance(obj, types.FunctionType):
+            stack += list(vars(obj).values())
+        for cls in type(obj).__mro__:
+            for name in getattr(cls, "__slots__", ()):
+                if name not in ("__weakref__", "__dict__") and hasattr(obj, name):
+                    stack.append(getattr(obj, name))
+
+
+@pytest.fixture
+def reachable():
+    """`reachable(obj)`: every object reachable from obj (see `_reachable`)."""
+    return lambda root: list(_reachable(root))

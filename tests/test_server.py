@@ -12,22 +12,25 @@ from crypto import EncryptedVector
 from fl.global_model import GlobalModels
 from fl.jobs import ClientUpload, Job, TrainingTask
 from fl.secure import integer_weights, make_codec
-from fl.server import Server, UpdateArrived
+from fl.server import PayloadRef, Server, UpdateArrived
 from fl.strategies import PPAFL, FedAvg
 
 N_PARAMS = 64
 
 
 @dataclass
-class ScriptedFleet:
-    """A fleet whose clients are always available and whose timers fire only when told."""
+class ScriptedNetwork:
+    """The server's world in a test: clients always available, timers that fire only when told,
+    and a client side (the key holders' models and an executor of given updates)."""
 
-    num_clients: int
+    models: GlobalModels
+    executor: GivenUpdates
     now: float = 0.0
     invited: list[tuple[int, int]] = field(default_factory=list)
-    timers: list[tuple[float, Callable[[], None]]] = field(default_factory=list)
+    timers: list[tuple[float, Callable[[ScriptedNetwork], None]]] = field(default_factory=list)
     events: list[tuple[str, int, dict]] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
+    work: dict[int, Job] = field(default_factory=dict)
 
     def available(self, client: int) -> bool:
         return True
@@ -36,19 +39,32 @@ class ScriptedFleet:
         self.invited.append((client, version))
         return True
 
-    def call_at(self, time: float, fn: Callable[[], None]) -> None:
+    def call_at(self, time: float, fn: Callable[[ScriptedNetwork], None]) -> None:
         self.timers.append((time, fn))
 
     def log(self, event: str, device: int = -1, **info) -> None:
         self.events.append((event, device, info))
 
+    def fetch(self, refs):
+        jobs = [self.work.pop(r.uid) for r in refs]
+        return [(j.result().payload, j.result().problem) for j in jobs]
+
+    def publish(self, plan, aggregate, weights) -> int:
+        return self.models.apply(plan, aggregate, weights)
+
     def version_created(self, version: int) -> None:
         self.versions.append(version)
+
+    def update(self, client: int, base: int, vec: np.ndarray) -> UpdateArrived:
+        """The arrival of `client`'s update `vec`, trained on version `base`."""
+        ref = PayloadRef(len(self.work) + 1000 * base + client)
+        self.work[ref.uid] = self.executor.submit(client, base, vec)
+        return UpdateArrived(client, base, 100, self.now, ref)
 
     def fire_deadline(self) -> None:
         """Fire the most recent round deadline."""
         _, fn = self.timers.pop()
-        fn()
+        fn(self)
 
 
 class GivenUpdates:
@@ -75,9 +91,9 @@ class GivenUpdates:
 def _setup(strategy, mode="real", num_clients=2, per_round=2):
     codec, aggregator = make_codec(mode, N_PARAMS, max_clients=16, params="high_throughput", seed=7)
     models = GlobalModels(codec, np.zeros(N_PARAMS, np.float32))
-    fleet = ScriptedFleet(num_clients)
-    server = Server(strategy, aggregator, models.apply, fleet, per_round, 60.0, 8, np.random.default_rng(0))
-    return codec, aggregator, models, fleet, server, GivenUpdates(codec)
+    net = ScriptedNetwork(models, GivenUpdates(codec))
+    server = Server(strategy, aggregator, num_clients, per_round, 60.0, 8, np.random.default_rng(0))
+    return codec, aggregator, models, net, server
 
 
 def _aggregate(codec, aggregator, vecs, weights):
@@ -87,15 +103,15 @@ def _aggregate(codec, aggregator, vecs, weights):
 def test_ppafl_late_update_and_agent_reuse_exact_weights():
     rng = np.random.default_rng(1)
     u = {k: rng.uniform(-1, 1, N_PARAMS).astype(np.float32) for k in ("a0", "a1", "a2", "a3", "b0")}
-    codec, aggregator, models, fleet, server, ex = _setup(PPAFL(delay_threshold=6))
-    server.start()  # round 1 at version 0 invites both clients
-    assert sorted(c for c, _ in fleet.invited) == [0, 1]
+    codec, aggregator, models, net, server = _setup(PPAFL(delay_threshold=6))
+    server.start(net)  # round 1 at version 0 invites both clients
+    assert sorted(c for c, _ in net.invited) == [0, 1]
 
     def arrive(client, base, key):
-        server.receive(UpdateArrived(client, base, 100, fleet.now, ex.submit(client, base, u[key])))
+        server.receive(net.update(client, base, u[key]), net)
 
     arrive(0, 0, "a0")
-    fleet.fire_deadline()  # client 1 is late: no agent yet, v1 = a0
+    net.fire_deadline()  # client 1 is late: no agent yet, v1 = a0
     assert models.version == 1
     np.testing.assert_array_equal(models.current, models.get(1))
     assert np.max(np.abs(models.current - u["a0"])) <= 2**-16
@@ -111,10 +127,10 @@ def test_ppafl_late_update_and_agent_reuse_exact_weights():
     np.testing.assert_array_equal(models.current, expected.astype(np.float32))
 
     # Round 4 invites both; only client 0 answers: client 1 is represented by its agent b0 (s = 3).
-    fleet.invited.clear()
-    fleet.now = 10.0
+    net.invited.clear()
+    net.now = 10.0
     arrive(0, 3, "a3")
-    fleet.fire_deadline()
+    net.fire_deadline()
     assert models.version == 4
     w = integer_weights([100.0, 100.0 * 2**-3], 8)
     expected = codec.decrypt_average(_aggregate(codec, aggregator, [u["a3"], u["b0"]], w))
@@ -122,48 +138,33 @@ def test_ppafl_late_update_and_agent_reuse_exact_weights():
     assert server.stats["agents_reused"] == 1
 
 
-def _walk(obj, seen=None):
-    """Every object reachable from `obj` through attributes and containers (not through functions)."""
-    seen = set() if seen is None else seen
-    if id(obj) in seen or callable(obj) and not hasattr(obj, "__dict__"):
-        return
-    seen.add(id(obj))
-    yield obj
-    children = []
-    if isinstance(obj, dict):
-        children = [*obj.keys(), *obj.values()]
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        children = list(obj)
-    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
-        children = list(vars(obj).values())
-    for child in children:
-        if callable(child) and not hasattr(child, "__dict__"):
-            continue  # bound methods / closures are message channels, not state
-        if hasattr(child, "__self__"):
-            continue
-        yield from _walk(child, seen)
+def _assert_holds_no_secrets(objects: list) -> None:
+    floats = [o for o in objects if isinstance(o, np.ndarray) and o.dtype.kind == "f"]
+    assert floats == [], "the server reaches a plaintext float array"
+    client_side = {"SecretKey", "KeyHolder", "ClientCodec", "GlobalModels", "Job", "ClientUpload", "GivenUpdates"}
+    assert not [type(o).__name__ for o in objects if type(o).__name__ in client_side]
 
 
-def test_server_holds_only_ciphertexts_when_encryption_is_on():
+def test_server_holds_only_ciphertexts_and_handles_mid_round_and_after(reachable):
     rng = np.random.default_rng(2)
-    _codec, _aggregator, models, fleet, server, ex = _setup(PPAFL(delay_threshold=6), num_clients=3, per_round=3)
-    server.start()
+    _codec, _aggregator, models, net, server = _setup(PPAFL(delay_threshold=6), num_clients=3, per_round=3)
+    server.start(net)
+    seen_mid_round = []
     for step in range(4):
         for c in range(3):
             if c == 2 and step > 0:
                 continue  # client 2 stays delayed: its agent is kept as a ciphertext
             base = models.version
-            server.receive(UpdateArrived(c, base, 100, fleet.now, ex.submit(c, base, rng.normal(0, 0.5, N_PARAMS).astype(np.float32))))
-        fleet.fire_deadline() if server.in_flight else None
+            server.receive(net.update(c, base, rng.normal(0, 0.5, N_PARAMS).astype(np.float32)), net)
+            seen_mid_round.append(reachable(server))  # updates received, round still open
+        if server.in_flight:
+            net.fire_deadline()
     assert models.version >= 3 and server.stats["agents_reused"] >= 1
-    held = list(_walk(vars(server)["_agents"])) + list(_walk(vars(server)["_pending"]))
-    everything = list(_walk({k: v for k, v in vars(server).items() if k not in ("fleet", "_publish")}))
-    assert any(isinstance(o, EncryptedVector) for o in held)
-    floats = [o for o in everything if isinstance(o, np.ndarray) and o.dtype.kind == "f"]
-    assert floats == [], "the server object holds a plaintext float array"
-    uploads = [o for o in everything if isinstance(o, ClientUpload)]
-    assert uploads and all(isinstance(u.payload, EncryptedVector) for u in uploads)
-    assert not any(type(o).__name__ in ("SecretKey", "KeyHolder", "ClientCodec") for o in everything)
+    everything = reachable(server)
+    assert any(isinstance(o, EncryptedVector) for o in everything)  # the stored agent
+    assert any(isinstance(o, PayloadRef) for objs in seen_mid_round for o in objs)  # unfetched updates
+    for objects in [*seen_mid_round, everything]:
+        _assert_holds_no_secrets(objects)
 
 
 @pytest.mark.parametrize("mode", ["real", "modeled"])
@@ -179,8 +180,8 @@ def test_encrypted_aggregate_equals_plaintext_within_fixed_point_step(mode):
 
 
 def test_fedavg_aggregate_of_one_is_counted():
-    _codec, _aggregator, _models, fleet, server, ex = _setup(FedAvg(), num_clients=2, per_round=2)
-    server.start()
-    server.receive(UpdateArrived(0, 0, 100, 0.0, ex.submit(0, 0, np.ones(N_PARAMS, np.float32))))
-    fleet.fire_deadline()
+    _codec, _aggregator, _models, net, server = _setup(FedAvg(), num_clients=2, per_round=2)
+    server.start(net)
+    server.receive(net.update(0, 0, np.ones(N_PARAMS, np.float32)), net)
+    net.fire_deadline()
     assert server.stats["aggregates_of_one"] == 1
