@@ -154,7 +154,7 @@ def _make_dataset(
         x_test=x_test,
         y_test=torch.from_numpy(np.asarray(y_test, dtype=np.int64)),
         num_classes=_NUM_CLASSES,
-        input_shape=tuple(x_train.shape[1:]),
+        input_shape=(int(x_train.shape[1]), int(x_train.shape[2]), int(x_train.shape[3])),
     )
 
 

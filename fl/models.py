@@ -126,7 +126,7 @@ def flops_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         nonlocal total
         if isinstance(module, nn.Linear):
             total += 2 * module.in_features * module.out_features
-        else:  # Conv2d: every output element needs (C_in / groups) * kh * kw MACs
+        elif isinstance(module, nn.Conv2d):  # every output element needs (C_in / groups) * kh * kw MACs
             kh, kw = module.kernel_size
             total += 2 * output[0].numel() * (module.in_channels // module.groups) * kh * kw
 

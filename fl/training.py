@@ -159,8 +159,10 @@ def _sgd_step(
     """
     with torch.no_grad():
         for p, p_global in zip(params, anchor):
+            assert p.grad is not None  # set by backward() for every trainable parameter
             p.grad.add_(p - p_global, alpha=mu)
         for p in params:
+            assert p.grad is not None
             p.add_(p.grad, alpha=-lr)
 
 
