@@ -214,6 +214,7 @@ def _recover_plaintext_modulus(view: ServerView, p: int) -> int | None:
 
 def recover_key(view: ServerView) -> RecoveredKey:
     """Factor N and, where the gap allows, recover L, using only `view` (public data)."""
+    _flint()  # fail first, and clearly, when the lattice library is missing
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     p, method, used = _recover_factor(view)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -45,7 +45,7 @@ _MAX_PLAIN_BITS = 60  # SEAL's largest plain modulus
 def batching_prime(n: int, above: int) -> int:
     """The smallest prime t = 1 (mod 2n) with t > above (batching needs t = 1 mod 2n)."""
     step = 2 * n
-    t = (above // step + 1) * step + 1
+    t = -(-above // step) * step + 1  # the first t = 1 (mod 2n) above `above`
     while not is_prime(t):
         t += step
     return t
@@ -149,7 +149,7 @@ class _ContextHolder:
     layout: BFVLayout
     key_id: bytes
     context: Any = field(repr=False)
-    min_chunk = 4  # ciphertexts per worker below which splitting an operation does not pay
+    min_chunk: ClassVar[int] = 4  # ciphertexts per worker (~6 ms of encryption) below which a fork does not pay
 
     def _context_bytes(self) -> bytes:
         raise NotImplementedError
