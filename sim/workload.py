@@ -95,6 +95,7 @@ def build_workload(
         weight_bits=enc.weight_bits,
         scale_bits=enc.scale_bits,
         value_bound=enc.value_bound,
+        workers=enc.workers,
     )
     nbytes = codec.payload_nbytes(num_params)
     encrypted = enc.mode != "off"
