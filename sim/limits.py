@@ -67,7 +67,7 @@ def _update_sizes(scenario: Scenario, num_params: int, max_clients: int) -> tupl
 
     encoder_class = BFVEncoder if enc.scheme == "bfv" else PackedEncoder
     encoder = encoder_class(
-        SCHEME_PARAM_SETS[enc.scheme][enc.params], num_params, max_clients, enc.weight_bits, enc.scale_bits,
+        SCHEME_PARAM_SETS[enc.scheme][enc.param_set], num_params, max_clients, enc.weight_bits, enc.scale_bits,
         enc.value_bound,
     )
     layout = encoder.layout

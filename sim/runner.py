@@ -111,7 +111,7 @@ def _summary(sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall
         "bytes_sent": int(devices["bytes_sent"].sum()),
         "bytes_received": int(devices["bytes_received"].sum()),
         "devices_dropped_out": int(devices["dropped_out"].sum()),
-        "encryption": describe_encryption(sc.encryption.scheme, sc.encryption.params or "", sim.workload.aggregator),
+        "encryption": describe_encryption(sc.encryption.scheme, sc.encryption.param_set, sim.workload.aggregator),
         "num_params": sim.workload.num_params,
         "update_nbytes": sim.workload.upload_nbytes,
         "events": int(sim.recorder.num_events),

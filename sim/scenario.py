@@ -178,6 +178,12 @@ class EncryptionConfig(_Section):
             params = DEFAULT_PARAMS[scheme]
         return {**data, "scheme": scheme, "params": params}
 
+    @property
+    def param_set(self) -> str:
+        """The parameter set's name: `params`, which validation always fills in."""
+        assert self.params is not None
+        return self.params
+
     @model_validator(mode="after")
     def _params_of_the_scheme(self) -> EncryptionConfig:
         known = SCHEME_PARAM_SETS[self.scheme]
