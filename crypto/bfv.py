@@ -149,7 +149,7 @@ class _ContextHolder:
     layout: BFVLayout
     key_id: bytes
     context: Any = field(repr=False)
-    min_chunk: ClassVar[int] = 4  # ciphertexts per worker (~6 ms of encryption) below which a fork does not pay
+    min_chunk: ClassVar[int] = 4  # ciphertexts per worker (~6 ms of encryption) below which splitting does not pay
 
     def _context_bytes(self) -> bytes:
         raise NotImplementedError

@@ -7,11 +7,9 @@ import pytest
 
 from crypto import BFV_COMPACT, SHEClient, SHEParams, SHEServer, make_secure_aggregation
 from crypto.bfv import BFVPublic, BFVSecret
-from crypto.parallel import can_fork, run_ranges, split
+from crypto.parallel import WorkerPool, run_split, split
 
 SMALL = SHEParams("test-512", k0=512, k1=20, k2=160, r_bits=160)
-
-pytestmark = pytest.mark.skipif(not can_fork(), reason="this platform cannot fork worker processes")
 
 
 def test_split_covers_the_range_and_keeps_small_work_serial():
@@ -19,8 +17,12 @@ def test_split_covers_the_range_and_keeps_small_work_serial():
     assert split(10, 3, 4) == [(0, 5), (5, 10)]
     assert split(10, 1, 1) == [(0, 10)]
     assert split(3, 4, 2) == [(0, 3)]
-    assert run_ranges(lambda i, a, b: list(range(a, b)) + [f"w{i}"], split(7, 2, 1)) == [[0, 1, 2, "w0"],
-                                                                                        [3, 4, 5, 6, "w1"]]
+    pool = WorkerPool(3)
+    try:
+        assert run_split(pool, divmod, [(7, 2), (9, 4), (11, 5)]) == [(3, 1), (2, 1), (2, 1)]
+        assert run_split(None, divmod, [(7, 2), (9, 4)]) == [(3, 1), (2, 1)]
+    finally:
+        pool.close()
 
 
 @pytest.mark.parametrize("params", [SMALL, BFV_COMPACT], ids=["she", "bfv"])

@@ -8,7 +8,6 @@ import pytest
 
 from crypto import SHEClient, SHEServer
 from crypto.bfv import BFVPublic, BFVSecret
-from crypto.parallel import can_fork
 from sim.engine import Simulation
 from sim.runner import run_scenario
 from sim.scenario import scenario_from_dict
@@ -49,7 +48,6 @@ def test_every_strategy_runs_with_real_bfv_bit_identical_to_modeled(strategy):
     assert real.workload.upload_nbytes == modeled.workload.upload_nbytes > 3_000_000  # ~16 B per parameter
 
 
-@pytest.mark.skipif(not can_fork(), reason="this platform cannot fork worker processes")
 @pytest.mark.parametrize("scheme", ["she", "bfv"])
 def test_crypto_split_over_workers_gives_the_same_run(scheme, monkeypatch):
     for cipher in (SHEClient, SHEServer, BFVSecret, BFVPublic):
