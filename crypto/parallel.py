@@ -53,9 +53,11 @@ class WorkerPool:
         return self._executor.submit(fn, *args)
 
     def close(self) -> None:
-        """Stop the helper processes (a later call starts new ones)."""
+        """Stop the helper processes and wait for them to exit (a later call starts new ones)."""
         if self._stop is not None:
-            self._stop()
+            self._stop.detach()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
         self._executor = self._stop = None
 
 

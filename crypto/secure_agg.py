@@ -221,6 +221,8 @@ class _Split:
     def workers(self, workers: int) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise CryptoError(f"workers must be an int >= 1, got {workers!r}")
+        if workers == self.workers:
+            return
         if self._pool is not None:
             self._pool.close()
         self._pool = WorkerPool(workers) if workers > 1 else None
