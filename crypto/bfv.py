@@ -112,7 +112,6 @@ class BFVEncoder(FixedPointEncoder):
         return self.max_clients * self.max_weight * FRESH_NOISE
 
 
-
 def _tenseal() -> Any:
     try:
         import tenseal

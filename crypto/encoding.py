@@ -1,7 +1,9 @@
-"""Fixed-point encoding of float updates and packing of signed values into SHE plaintexts.
+"""Fixed-point encoding of float updates (both schemes) and packing of signed values into SHE plaintexts.
 
-A value v is quantized to q = round(v * 2^scale_bits), |q| <= Q = round(value_bound * 2^scale_bits).
-Each plaintext packs `slots_per_ciphertext` slots of `slot_bits` bits: M = sum_j q_j * 2^(j*slot_bits),
+`FixedPointEncoder` quantizes a value v to q = round(v * 2^scale_bits), |q| <= Q =
+round(value_bound * 2^scale_bits), and bounds a weighted sum (BFV's `BFVEncoder` puts one q
+per slot). SHE's `PackedEncoder` packs several into one plaintext:
+each plaintext packs `slots_per_ciphertext` slots of `slot_bits` bits: M = sum_j q_j * 2^(j*slot_bits),
 a signed integer. A weighted sum over up to K clients with integer weights < 2^weight_bits keeps
 every slot within A = K * (2^weight_bits - 1) * Q; slot_bits is the smallest width that holds
 [-A, A] in two's complement. Decoding adds the bias C = sum_j 2^(slot_bits-1) * 2^(j*slot_bits)
