@@ -1,11 +1,23 @@
-"""Privacy layer: SHE encryption, fixed-point slot packing and secure aggregation.
+"""Privacy layer: SHE and BFV encryption, fixed-point encoding and secure aggregation.
 
-Knows nothing of the simulator or FL packages. See docs/crypto.md.
+Knows nothing of the simulator or FL packages. See docs/crypto.md and docs/threat-model.md.
 """
 
-from crypto.encoding import PackedEncoder, SlotLayout, flatten_update
+from crypto.bfv import BFVEncoder, BFVLayout, BFVPublic, BFVSecret
+from crypto.encoding import FixedPointEncoder, PackedEncoder, SlotLayout, flatten_update
 from crypto.errors import CryptoError, NonFiniteUpdateError, OverflowRiskError, PayloadError
-from crypto.params import HIGH_THROUGHPUT_PARAMS, PAPER_PARAMS, PARAM_SETS, SHEParams
+from crypto.params import (
+    BFV_COMPACT,
+    BFV_PARAM_SETS,
+    BFV_WIDE,
+    DEFAULT_PARAMS,
+    HIGH_THROUGHPUT_PARAMS,
+    PAPER_PARAMS,
+    PARAM_SETS,
+    SCHEME_PARAM_SETS,
+    BFVParams,
+    SHEParams,
+)
 from crypto.payload import payload_nbytes
 from crypto.randomness import RandomSource
 from crypto.secure_agg import (
@@ -14,19 +26,32 @@ from crypto.secure_agg import (
     EncryptedAggregate,
     EncryptedVector,
     KeyHolder,
+    SHEClient,
+    SHEServer,
     make_secure_aggregation,
 )
 from crypto.she import PublicParams, SecretKey, add, decrypt, decrypt_many, encrypt, encrypt_many, keygen, mul_plain
 
 __all__ = [
+    "BFV_COMPACT",
+    "BFV_PARAM_SETS",
+    "BFV_WIDE",
+    "DEFAULT_PARAMS",
     "HIGH_THROUGHPUT_PARAMS",
     "MODES",
     "PAPER_PARAMS",
     "PARAM_SETS",
+    "SCHEME_PARAM_SETS",
     "Aggregator",
+    "BFVEncoder",
+    "BFVLayout",
+    "BFVParams",
+    "BFVPublic",
+    "BFVSecret",
     "CryptoError",
     "EncryptedAggregate",
     "EncryptedVector",
+    "FixedPointEncoder",
     "KeyHolder",
     "NonFiniteUpdateError",
     "OverflowRiskError",
@@ -34,7 +59,9 @@ __all__ = [
     "PayloadError",
     "PublicParams",
     "RandomSource",
+    "SHEClient",
     "SHEParams",
+    "SHEServer",
     "SecretKey",
     "SlotLayout",
     "add",

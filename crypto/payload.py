@@ -1,9 +1,13 @@
 """The byte format of encrypted vectors and aggregates, checked on the way in.
 
-Layout (big-endian): a 48-byte header (magic, version, kind, key id, slot layout, weight sum,
+Layout (big-endian): a header (magic, version, kind, key id, the public layout, weight sum,
 count), the ciphertexts at a fixed width each, then the first 16 bytes of a SHA-256 digest of
 everything before it. The digest catches truncation and corruption; it is not a MAC (the
 server holds no secret), so it does not authenticate the sender.
+
+- SHE (`PPSH`, 48-byte header): each ciphertext is an integer below N, 2*k0/8 bytes wide.
+- BFV (`PPBF`, 56-byte header): each ciphertext is TenSEAL's serialization of one SEAL
+  ciphertext, `BFVParams.ciphertext_bytes` wide, checked by loading it into the context.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from crypto.bfv import BFVLayout, BFVPublic
 from crypto.encoding import SlotLayout
 from crypto.errors import PayloadError
 from crypto.she import PublicParams
@@ -22,25 +28,31 @@ __all__ = ["KIND_AGGREGATE", "KIND_VECTOR", "Payload", "decode_payload", "encode
 KIND_VECTOR = 1
 KIND_AGGREGATE = 2
 _KIND_NAMES = {KIND_VECTOR: "encrypted vector", KIND_AGGREGATE: "encrypted aggregate"}
-_MAGIC = b"PPSH"
 _VERSION = 1
-_HEADER = struct.Struct(">4sBB16sQBBHHQI")
+_SHE_MAGIC, _SHE_HEADER = b"PPSH", struct.Struct(">4sBB16sQBBHHQI")
+_BFV_MAGIC, _BFV_HEADER = b"PPBF", struct.Struct(">4sBB16sQBBQIQI")
 _DIGEST_BYTES = 16
+
+Layout = SlotLayout | BFVLayout
 
 
 @dataclass(frozen=True)
 class Payload:
-    """The decoded content of a payload."""
+    """The decoded content of a payload: ints (SHE) or serialized ciphertexts (BFV)."""
 
-    layout: SlotLayout
-    ciphertexts: tuple[int, ...]
+    layout: Layout
+    ciphertexts: tuple[Any, ...]
     weight_sum: int
     count: int
 
 
-def payload_nbytes(layout: SlotLayout) -> int:
+def _header(layout: Layout) -> struct.Struct:
+    return _BFV_HEADER if isinstance(layout, BFVLayout) else _SHE_HEADER
+
+
+def payload_nbytes(layout: Layout) -> int:
     """Bytes of a serialized vector or aggregate of this layout (what the uplink carries)."""
-    return _HEADER.size + layout.num_ciphertexts * layout.ciphertext_bytes + _DIGEST_BYTES
+    return _header(layout).size + layout.num_ciphertexts * layout.ciphertext_bytes + _DIGEST_BYTES
 
 
 def _digest(data: bytes | memoryview) -> bytes:
@@ -48,36 +60,59 @@ def _digest(data: bytes | memoryview) -> bytes:
 
 
 def encode_payload(
-    kind: int, key_id: bytes, layout: SlotLayout, ciphertexts: Sequence[int], weight_sum: int, count: int
+    kind: int, key_id: bytes, layout: Layout, ciphertexts: Sequence[Any], weight_sum: int, count: int
 ) -> bytes:
     """Serialize ciphertexts with their layout, key id and (for aggregates) weight sum and count."""
-    header = _HEADER.pack(
-        _MAGIC, _VERSION, kind, key_id, layout.num_values, layout.scale_bits, layout.slot_bits,
-        layout.slots_per_ciphertext, layout.ciphertext_bytes, weight_sum, count,
-    )
     width = layout.ciphertext_bytes
-    body = header + b"".join(c.to_bytes(width, "big") for c in ciphertexts)
+    if isinstance(layout, BFVLayout):
+        header = _BFV_HEADER.pack(
+            _BFV_MAGIC, _VERSION, kind, key_id, layout.num_values, layout.scale_bits,
+            layout.slots_per_ciphertext.bit_length() - 1, layout.plain_modulus, width, weight_sum, count,
+        )
+        body = header + b"".join(ciphertexts)
+    else:
+        header = _SHE_HEADER.pack(
+            _SHE_MAGIC, _VERSION, kind, key_id, layout.num_values, layout.scale_bits, layout.slot_bits,
+            layout.slots_per_ciphertext, width, weight_sum, count,
+        )
+        body = header + b"".join(c.to_bytes(width, "big") for c in ciphertexts)
     return body + _digest(body)
 
 
-def decode_payload(data: bytes, public: PublicParams, kind: int) -> Payload:
-    """Parse and check a payload: length, digest, kind, key and ciphertext range."""
+def _parse_header(data: bytes, public: PublicParams | BFVPublic, what: str) -> tuple[Layout, int, bytes, int, int]:
+    """(layout, kind, key id, weight sum, count) from the header, in the format `public`'s scheme uses."""
+    bfv = isinstance(public, BFVPublic)
+    magic, fmt = (_BFV_MAGIC, _BFV_HEADER) if bfv else (_SHE_MAGIC, _SHE_HEADER)
+    if len(data) < fmt.size + _DIGEST_BYTES:
+        raise PayloadError(f"{what} payload is {len(data)} bytes, shorter than its header: truncated")
+    fields = fmt.unpack_from(data)
+    if fields[0] != magic or fields[1] != _VERSION:
+        raise PayloadError(
+            f"not a ppafl {'BFV' if bfv else 'SHE'} payload (magic {fields[0]!r}, version {fields[1]}); "
+            f"expected {magic!r} v{_VERSION}"
+        )
+    kind, key_id, num_values, scale_bits = fields[2:6]
+    layout: Layout
+    if bfv:
+        log_slots, plain_modulus, width, weight_sum, count = fields[6:]
+        if num_values < 1 or log_slots > 16:
+            raise PayloadError(f"{what} payload header is corrupted (values {num_values}, slots 2^{log_slots})")
+        layout = BFVLayout(num_values, scale_bits, 1 << log_slots, plain_modulus, width)
+    else:
+        slot_bits, per, width, weight_sum, count = fields[6:]
+        if per < 1 or num_values < 1:
+            raise PayloadError(f"{what} payload header is corrupted (slots per ciphertext {per}, values {num_values})")
+        layout = SlotLayout(num_values, scale_bits, slot_bits, per, width)
+    return layout, kind, key_id, weight_sum, count
+
+
+def decode_payload(data: bytes, public: PublicParams | BFVPublic, kind: int) -> Payload:
+    """Parse and check a payload: length, digest, kind, key, layout and every ciphertext."""
     what = _KIND_NAMES[kind]
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise PayloadError(f"{what} payload must be bytes, got {type(data).__name__}")
     data = bytes(data)
-    if len(data) < _HEADER.size + _DIGEST_BYTES:
-        raise PayloadError(f"{what} payload is {len(data)} bytes, shorter than its header: truncated")
-    magic, version, got_kind, key_id, num_values, scale_bits, slot_bits, per, width, weight_sum, count = (
-        _HEADER.unpack_from(data)
-    )
-    if magic != _MAGIC or version != _VERSION:
-        raise PayloadError(
-            f"not a ppafl SHE payload (magic {magic!r}, version {version}); expected {_MAGIC!r} v{_VERSION}"
-        )
-    if per < 1 or num_values < 1:
-        raise PayloadError(f"{what} payload header is corrupted (slots per ciphertext {per}, values {num_values})")
-    layout = SlotLayout(num_values, scale_bits, slot_bits, per, width)
+    layout, got_kind, key_id, weight_sum, count = _parse_header(data, public, what)
     expected = payload_nbytes(layout)
     if len(data) != expected:
         raise PayloadError(
@@ -91,13 +126,23 @@ def decode_payload(data: bytes, public: PublicParams, kind: int) -> Payload:
         raise PayloadError(
             f"{what} was encrypted under key {key_id.hex()}, not this public parameter's key {public.key_id.hex()}"
         )
-    if width != public.params.ciphertext_bytes:
-        raise PayloadError(f"ciphertexts are {width} bytes, this key's are {public.params.ciphertext_bytes}")
+    width, start = layout.ciphertext_bytes, _header(layout).size
     view = memoryview(data)
-    start = _HEADER.size
-    ciphertexts = tuple(
-        int.from_bytes(view[i : i + width], "big") for i in range(start, start + layout.num_ciphertexts * width, width)
-    )
-    if max(ciphertexts) >= public.n:
-        raise PayloadError(f"{what} holds a ciphertext >= N: not made under this public parameter")
+    spans = range(start, start + layout.num_ciphertexts * width, width)
+    ciphertexts: tuple[Any, ...]
+    if isinstance(public, BFVPublic):
+        assert isinstance(layout, BFVLayout)
+        if (layout.plain_modulus, layout.slots_per_ciphertext, width) != (
+            public.plain_modulus, public.params.slots, public.params.ciphertext_bytes
+        ):
+            raise PayloadError(f"{what} layout {layout} does not match this context's {public.layout}")
+        ciphertexts = tuple(bytes(view[i : i + width]) for i in spans)
+        for blob in ciphertexts:
+            public.load(blob)
+    else:
+        if width != public.params.ciphertext_bytes:
+            raise PayloadError(f"ciphertexts are {width} bytes, this key's are {public.params.ciphertext_bytes}")
+        ciphertexts = tuple(int.from_bytes(view[i : i + width], "big") for i in spans)
+        if max(ciphertexts) >= public.n:
+            raise PayloadError(f"{what} holds a ciphertext >= N: not made under this public parameter")
     return Payload(layout, ciphertexts, weight_sum, count)

@@ -30,6 +30,12 @@ class RandomSource:
         """True when the bytes come from the OS CSPRNG."""
         return self._gen is None
 
+    def spawn(self, count: int) -> list[RandomSource]:
+        """`count` independent sources: fresh CSPRNG ones, or (seeded) streams seeded by draws from this one."""
+        if self._gen is None:
+            return [RandomSource() for _ in range(count)]
+        return [RandomSource(int(s)) for s in self._gen.integers(0, 2**63, size=count)]
+
     def bytes(self, n: int) -> bytes:
         """`n` random bytes."""
         return secrets.token_bytes(n) if self._gen is None else self._gen.bytes(n)

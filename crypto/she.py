@@ -9,7 +9,8 @@ accumulated r*L + m stays below p and the plaintext below L/2 in magnitude. The 
 
 Ciphertexts are Python ints: the server only multiplies them by small weights, adds and reduces
 mod N once, which ints do as fast as gmpy2, and ints pickle ~8x faster (what a process pool
-sends). Encryption and decryption, where the 2048-bit products and reductions are, use gmpy2.
+sends). Encryption and decryption, where the 2048-bit products and reductions are, use gmpy2
+where it is installed and Python ints otherwise (`crypto.bigint`: same results, slower).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import gmpy2
 import numpy as np
-from gmpy2 import mpz
 
+from crypto.bigint import mpz, next_prime
 from crypto.errors import CryptoError, OverflowRiskError
 from crypto.params import SHEParams
 from crypto.randomness import RandomSource
@@ -70,10 +70,10 @@ class SecretKey:
     q = N / p follows from p and N; encryption draws its randomness below q.
     """
 
-    p: mpz
-    L: mpz
+    p: int  # an mpz where gmpy2 is installed
+    L: int
     public: PublicParams
-    q: mpz = field(init=False)
+    q: int = field(init=False)
 
     def __post_init__(self) -> None:
         q, rem = divmod(self.public.n, self.p)
@@ -89,11 +89,11 @@ class SecretKey:
         return f"SecretKey(params={self.params.name!r}, key_id={self.public.key_id.hex()}, p=<hidden>, L=<hidden>)"
 
 
-def _random_prime(bits: int, rng: RandomSource) -> mpz:
+def _random_prime(bits: int, rng: RandomSource) -> int:
     """A random prime of exactly `bits` bits with its two top bits set."""
     top = mpz(3) << (bits - 2)
     while True:
-        prime = gmpy2.next_prime(mpz(rng.bits(bits)) | top | 1)
+        prime = next_prime(mpz(rng.bits(bits)) | top | 1)
         if prime.bit_length() == bits:
             return prime
 
@@ -163,7 +163,7 @@ def _check_ciphertexts(public: PublicParams, ciphertexts: Sequence[int]) -> None
         raise CryptoError("a ciphertext lies outside [0, N): it was not made under this public parameter")
 
 
-def decrypt_many(sk: SecretKey, ciphertexts: Sequence[int]) -> list[mpz]:
+def decrypt_many(sk: SecretKey, ciphertexts: Sequence[int]) -> list[int]:
     """Dec(c) = (c mod p) mod L, read as signed: m if m <= L/2 else m - L."""
     if len(ciphertexts) == 0:
         return []

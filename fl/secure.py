@@ -1,11 +1,12 @@
-"""Secure aggregation in the loop: one interface for encryption off, modeled and real.
+"""Secure aggregation in the loop: one interface for encryption off, modeled and real, SHE and BFV.
 
 `make_codec` returns the two halves of the protocol for a run:
 - a `ClientCodec` held by the key holders (the clients): encrypts updates and decrypts aggregates;
-- a server-side aggregator holding only public parameters: weighted sums of payloads with
-  integer weights.
+- a server-side aggregator holding only public material (SHE's N; BFV's key-less TenSEAL
+  context): weighted sums of payloads with integer weights.
 With encryption off, payloads are plain float vectors and the same integer weights are used,
-so on/off differ only by the fixed-point step.
+so on/off differ only by the fixed-point step. `describe_encryption` says what a run's
+encryption protects, for its summary.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from crypto import PARAM_SETS, make_secure_aggregation, payload_nbytes
+from crypto import SCHEME_PARAM_SETS, make_secure_aggregation, payload_nbytes
 
 __all__ = [
     "CRYPTO_COST",
@@ -24,18 +25,26 @@ __all__ = [
     "PlainAggregate",
     "PlainAggregator",
     "PlainVector",
+    "describe_encryption",
     "integer_weights",
     "make_codec",
+    "scheme_of",
 ]
 
 # Cost per parameter relative to encrypting at the paper's parameters, measured with
 # benchmarks/crypto_bench.py on one core of the reference host (encrypt / decrypt, us per
 # parameter: paper 2.0 / 1.0, high_throughput 0.3 / 0.2). Devices scale it by their speed.
+# BFV: the benchmark's relative costs, measured in one run with SHE-paper (100,000 parameters,
+# 10 clients: compact 0.40 / 0.24, wide 0.54 / 0.25 of SHE-paper encryption per parameter).
 CRYPTO_COST = {
     ("paper", "encrypt"): 1.0,
     ("paper", "decrypt"): 0.5,
     ("high_throughput", "encrypt"): 0.15,
     ("high_throughput", "decrypt"): 0.1,
+    ("compact", "encrypt"): 0.40,
+    ("compact", "decrypt"): 0.24,
+    ("wide", "encrypt"): 0.54,
+    ("wide", "decrypt"): 0.25,
 }
 
 
@@ -95,6 +104,15 @@ class ClientCodec:
         return self._key_holder.decrypt_average(aggregate)
 
 
+def scheme_of(params: str) -> str:
+    """The scheme ("she" or "bfv") a parameter-set name belongs to."""
+    for scheme, sets in SCHEME_PARAM_SETS.items():
+        if params in sets:
+            return scheme
+    known = ", ".join(f"{s}: {', '.join(sets)}" for s, sets in SCHEME_PARAM_SETS.items())
+    raise ValueError(f"unknown parameter set {params!r}; known: {known}")
+
+
 def make_codec(
     mode: str,
     num_values: int,
@@ -104,23 +122,49 @@ def make_codec(
     scale_bits: int = 16,
     value_bound: float = 8.0,
     seed: int | None = None,
+    workers: int = 1,
 ) -> tuple[ClientCodec, Aggregator]:
-    """Build both halves of secure aggregation for `mode` in {off, modeled, real}."""
+    """Build both halves of secure aggregation for `mode` in {off, modeled, real}; `params` names a
+    parameter set of either scheme (which fixes the scheme); `workers` splits real crypto over processes."""
     if mode == "off":
         return ClientCodec("off"), PlainAggregator()
-    if params not in PARAM_SETS:
-        raise ValueError(f"unknown SHE parameter set {params!r}; known: {', '.join(PARAM_SETS)}")
     key_holder, aggregator = make_secure_aggregation(
         mode=mode,
-        params=PARAM_SETS[params],
+        params=SCHEME_PARAM_SETS[scheme_of(params)][params],
         num_values=num_values,
         max_clients=max_clients,
         weight_bits=weight_bits,
         scale_bits=scale_bits,
         value_bound=value_bound,
         seed=seed,
+        workers=workers,
     )
     return ClientCodec(mode, key_holder), aggregator
+
+
+_SECURITY = {
+    "bfv": "128-bit against the server and eavesdroppers (RLWE, HE standard parameters); "
+    "all clients share one key",
+    "she": "none against the server: it recovers the key from N and the ciphertexts it receives "
+    "(`ppafl attack`); all clients share one key",
+    "off": "none: updates travel in plaintext",
+}
+
+
+def describe_encryption(scheme: str, params: str, aggregator: object) -> dict:
+    """What a run's encryption is and protects (summary.json): scheme, the mode it ran in (a
+    time-only run models real encryption), parameters, security level."""
+    mode = getattr(aggregator, "mode", "off")
+    if mode == "off":
+        return {"scheme": None, "mode": mode, "params": None, "security": _SECURITY["off"]}
+    prm = SCHEME_PARAM_SETS[scheme][params]
+    details = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(prm).items()}
+    plain_modulus = getattr(getattr(aggregator, "encoder", None), "plain_modulus", None)
+    if plain_modulus is not None:
+        details["plain_modulus"] = plain_modulus
+    security = _SECURITY[scheme] + ("" if mode == "real" else "; modeled: this run did the integer arithmetic "
+                                    "in the clear and charged the scheme's bytes and device time")
+    return {"scheme": scheme, "mode": mode, "params": details, "security": security}
 
 
 def integer_weights(weights: Sequence[float], weight_bits: int) -> list[int]:

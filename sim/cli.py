@@ -1,4 +1,4 @@
-"""The `ppafl` command line: run a scenario, sweep a grid of scenarios, overlay runs."""
+"""The `ppafl` command line: run a scenario, sweep a grid of scenarios, overlay runs, attack SHE."""
 
 from __future__ import annotations
 
@@ -127,6 +127,67 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_attack(demo, source: str) -> None:
+    """What the SHE key-recovery attack saw, recovered and how long each step took."""
+    import numpy as np
+
+    view, key = demo.view, demo.key
+    prm, layout = view.public.params, view.layout
+    print(f"SHE key recovery, parameter set {prm.name} (k0={prm.k0}, k2={prm.k2}, r_bits={prm.r_bits}): {source}")
+    print(f"server's view: N ({view.public.n.bit_length()} bits), {len(view.ciphertexts):,} ciphertexts, slot layout "
+          f"{layout.slots_per_ciphertext} x {layout.slot_bits} bits, value bound {view.max_quantized:,} "
+          f"(= value_bound * 2^{layout.scale_bits})")
+    print(f"factor N: p recovered ({key.p.bit_length()} bits) in {key.seconds['factor N']:.2f} s by {key.method}")
+    if key.L is None:
+        print(f"recover L: not recovered ({key.seconds['recover L']:.2f} s): at these parameters a packed plaintext "
+              "is not small next to r, which this lattice needs")
+    else:
+        print(f"recover L: L recovered ({key.L.bit_length()} bits) in {key.seconds['recover L']:.2f} s")
+    if demo.decrypted is not None:
+        values = demo.decrypted
+        shown = ", ".join(f"{v:+.5f}" for v in values[:4])
+        line = f"decrypt the first client's update: {values.size:,} values ({shown}, ...) in {demo.decrypt_seconds:.2f} s"
+        if demo.truth is not None:
+            step = 2.0 ** -layout.scale_bits
+            line += f"; max |error| {np.abs(values - demo.truth).max():.2e} (fixed-point step {step:.2e})"
+        print(line)
+    if demo.key_correct is not None:
+        verdict = ", ".join(f"{k} {'correct' if ok else 'WRONG'}" for k, ok in demo.key_correct.items())
+        print(f"checked against the real key after the attack returned: {verdict}")
+
+
+def _attack(args: argparse.Namespace) -> int:
+    from crypto import PARAM_SETS, PublicParams
+    from crypto.attacks import attack_fresh_key, attack_payloads
+
+    params = PARAM_SETS[args.params]
+    if args.payload:
+        if args.modulus is None:
+            raise ValueError("--payload needs --modulus FILE: the public modulus N (hex 0x... or decimal) of that key")
+        text = Path(args.modulus).read_text().strip()
+        try:
+            n = int(text, 0)
+        except ValueError:
+            raise ValueError(f"{args.modulus}: not an integer (write N as 0x... hex or decimal)") from None
+        demo = attack_payloads([Path(f).read_bytes() for f in args.payload], PublicParams(params, n), args.value_bound)
+        _print_attack(demo, f"{len(args.payload)} saved payload(s)")
+        return 0
+    origin = "the CSPRNG" if args.seed is None else f"seed {args.seed}, reproducible and insecure"
+    demo = attack_fresh_key(params, args.clients, args.seed, args.values)
+    _print_attack(demo, f"a fresh key ({origin}); {args.clients} clients sent {args.values:,}-value updates")
+    return 0 if demo.key_correct and all(demo.key_correct.values()) else 1
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -179,6 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_sweep)
+
+    attack = sub.add_parser(
+        "attack", help="recover an SHE key from what the server holds: why SHE does not protect updates",
+        description="Key recovery against SHE from the server's view (N, ciphertexts, slot layout) with lattice "
+        "reduction (python-flint: pip install .[attack]). See docs/threat-model.md.",
+    )
+    attack.add_argument("--params", choices=("paper", "high_throughput"), default="paper", help="SHE parameter set")
+    attack.add_argument("--clients", type=_positive_int, default=10,
+                        help="K: clients that send an update, and the aggregate size the slots are sized for")
+    attack.add_argument("--seed", type=int, help="seed of the fresh key (reproducible, insecure); default: CSPRNG")
+    attack.add_argument("--values", type=_positive_int, default=2000, help="values per client update")
+    attack.add_argument("--payload", action="append", metavar="FILE",
+                        help="attack encrypted vectors saved with EncryptedVector.to_bytes() instead (repeat)")
+    attack.add_argument("--modulus", metavar="FILE", help="with --payload: a text file holding N (0x... or decimal)")
+    attack.add_argument("--value-bound", type=_positive_float, default=8.0,
+                        help="with --payload: the encoder's value bound (encryption.value_bound)")
+    attack.set_defaults(func=_attack)
     return parser
 
 

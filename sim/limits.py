@@ -3,7 +3,8 @@
 The estimate is an upper bound of the memory a run holds at once: the training and test
 data, the global model versions still in use, the updates the server may keep (its
 buffer, late updates and, for ppafl, one update agent per client) at their in-memory
-size for the encryption mode, the fleet's device objects and a fixed interpreter/torch
+size for the encryption scheme and mode (SHE ciphertexts as ints, BFV ones as serialized
+bytes, modeled ones as int64), the fleet's device objects and a fixed interpreter/torch
 baseline. The limit is the machine's physical memory unless given.
 """
 
@@ -20,7 +21,7 @@ __all__ = ["ResourceEstimate", "ResourceLimitError", "check_resources", "estimat
 
 _BASELINE_BYTES = 600 * 2**20  # interpreter, torch, numpy, pandas
 _DEVICE_BYTES = 4 * 2**10  # one simulated device with its models (measured ~2 KiB; doubled)
-_MPZ_OVERHEAD = 48  # bytes of a Python big-integer object beyond its digits
+_OBJECT_OVERHEAD = 48  # bytes of a Python int or bytes object beyond its digits or data
 _TEST_SIZE = {"mnist5k": 1000, "mnist": 10000, "cifar10": 10000}
 _GIB = 2**30
 
@@ -62,16 +63,19 @@ def _update_sizes(scenario: Scenario, num_params: int, max_clients: int) -> tupl
     enc = scenario.encryption
     if enc.mode == "off":
         return 4 * num_params, 4 * num_params
-    from crypto import PARAM_SETS, PackedEncoder, payload_nbytes
+    from crypto import SCHEME_PARAM_SETS, BFVEncoder, PackedEncoder, payload_nbytes
 
-    encoder = PackedEncoder(
-        PARAM_SETS[enc.params], num_params, max_clients, enc.weight_bits, enc.scale_bits, enc.value_bound
+    encoder_class = BFVEncoder if enc.scheme == "bfv" else PackedEncoder
+    encoder = encoder_class(
+        SCHEME_PARAM_SETS[enc.scheme][enc.param_set], num_params, max_clients, enc.weight_bits, enc.scale_bits,
+        enc.value_bound,
     )
     layout = encoder.layout
     wire = payload_nbytes(layout)
     if enc.mode == "modeled":
         return 8 * num_params, wire  # the fixed-point integers, int64
-    return layout.num_ciphertexts * (layout.ciphertext_bytes + _MPZ_OVERHEAD), wire
+    # real: SHE ciphertexts are Python ints, BFV ciphertexts serialized bytes objects
+    return layout.num_ciphertexts * (layout.ciphertext_bytes + _OBJECT_OVERHEAD), wire
 
 
 def estimate_resources(scenario: Scenario) -> ResourceEstimate:
@@ -112,8 +116,9 @@ def check_resources(scenario: Scenario, limit_bytes: int | None = None) -> Resou
     if est.update_nbytes > limit:
         raise ResourceLimitError(
             f"scenario {scenario.name!r}: one update is {_size(est.update_nbytes)} on the wire "
-            f"({est.num_params} parameters, encryption {scenario.encryption.mode}/{scenario.encryption.params}), "
-            f"more than {what} ({_size(limit)}); use a smaller model or encryption.params high_throughput"
+            f"({est.num_params} parameters, encryption {scenario.encryption.scheme} {scenario.encryption.mode}/"
+            f"{scenario.encryption.params}), more than {what} ({_size(limit)}); use a smaller model or a more "
+            "compact parameter set (bfv: compact)"
         )
     if est.total > limit:
         raise ResourceLimitError(

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fl.result_cache import ResultCache
+from fl.secure import describe_encryption
 from sim.atomic import atomic_write
 from sim.engine import Simulation
 from sim.limits import check_resources
@@ -110,6 +111,7 @@ def _summary(sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall
         "bytes_sent": int(devices["bytes_sent"].sum()),
         "bytes_received": int(devices["bytes_received"].sum()),
         "devices_dropped_out": int(devices["dropped_out"].sum()),
+        "encryption": describe_encryption(sc.encryption.scheme, sc.encryption.param_set, sim.workload.aggregator),
         "num_params": sim.workload.num_params,
         "update_nbytes": sim.workload.upload_nbytes,
         "events": int(sim.recorder.num_events),

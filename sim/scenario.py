@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crypto.params import DEFAULT_PARAMS, SCHEME_PARAM_SETS
 from devices import DEVICE_CLASSES, LINK_CLASSES, DeviceProfile, resolve_profile
 
 __all__ = [
@@ -132,20 +133,68 @@ class InjectedDelayConfig(_Section):
 
 
 class EncryptionConfig(_Section):
+    scheme: Literal["bfv", "she"] = Field(
+        "bfv",
+        description="bfv = BFV lattice encryption (RLWE, 128-bit, TenSEAL); she = the paper's SHE, whose key "
+        "the server can recover from what it holds (docs/threat-model.md). Omitted: the scheme of `params`, else bfv.",
+    )
     mode: Literal["off", "modeled", "real"] = Field(
-        "modeled", description="off = plaintext; real = SHE ciphertexts; modeled = same integers, no crypto."
+        "modeled",
+        description="off = plaintext; real = ciphertexts of `scheme`; modeled = the same integers, bytes and "
+        "device time, no crypto.",
     )
 
     @field_validator("mode", mode="before")
     @classmethod
     def _yaml_off(cls, value: Any) -> Any:
         return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
-    params: Literal["paper", "high_throughput"] = Field(
-        "high_throughput", description="SHE parameter set (paper = k0 2048, k2 160; high_throughput enlarges L)."
+
+    params: str | None = Field(
+        None,
+        description="Parameter set. she: paper (k0 2048, k2 160) or high_throughput (enlarged L); bfv: compact "
+        "(n 8192, 60-bit q, 16 B/value) or wide (120-bit q, 32 B/value); null = the scheme's default "
+        f"({', '.join(f'{s}: {p}' for s, p in DEFAULT_PARAMS.items())}).",
     )
     scale_bits: int = Field(16, ge=4, le=40, description="Fixed-point scale 2^scale_bits.")
-    value_bound: float = Field(8.0, gt=0, description="Largest |parameter| an update may hold.")
+    value_bound: float = Field(8.0, gt=0, allow_inf_nan=False, description="Largest |parameter| an update may hold.")
     weight_bits: int = Field(8, ge=1, le=24, description="Integer aggregation weights lie in [1, 2^weight_bits).")
+    workers: int = Field(
+        1, ge=1, le=256,
+        description="Processes that split real encryption, aggregation and decryption by ciphertext (same "
+        "results for any number; with the process or ray executor clients already encrypt in parallel) [count].",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheme_and_params_defaults(cls, data: Any) -> Any:
+        """An omitted scheme is the one `params` names (older files name only SHE's params), else bfv;
+        omitted params are the scheme's default."""
+        if not isinstance(data, dict):
+            return data
+        scheme, params = data.get("scheme"), data.get("params")
+        if scheme is None:
+            scheme = next((s for s, sets in SCHEME_PARAM_SETS.items() if params in sets), "bfv")
+        if params is None and scheme in DEFAULT_PARAMS:
+            params = DEFAULT_PARAMS[scheme]
+        return {**data, "scheme": scheme, "params": params}
+
+    @property
+    def param_set(self) -> str:
+        """The parameter set's name: `params`, which validation always fills in."""
+        assert self.params is not None
+        return self.params
+
+    @model_validator(mode="after")
+    def _params_of_the_scheme(self) -> EncryptionConfig:
+        known = SCHEME_PARAM_SETS[self.scheme]
+        if self.params not in known:
+            owner = next((s for s, sets in SCHEME_PARAM_SETS.items() if self.params in sets), None)
+            hint = f" ({self.params!r} is a {owner} parameter set: set encryption.scheme to {owner})" if owner else ""
+            raise ValueError(
+                f"encryption.params {self.params!r} is not a {self.scheme} parameter set; use one of "
+                f"{', '.join(known)}{hint}"
+            )
+        return self
 
 
 class EvaluationConfig(_Section):

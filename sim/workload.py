@@ -91,10 +91,11 @@ def build_workload(
         mode,
         num_values=num_params,
         max_clients=max_clients,
-        params=enc.params,
+        params=enc.param_set,
         weight_bits=enc.weight_bits,
         scale_bits=enc.scale_bits,
         value_bound=enc.value_bound,
+        workers=enc.workers,
     )
     nbytes = codec.payload_nbytes(num_params)
     encrypted = enc.mode != "off"
@@ -102,7 +103,7 @@ def build_workload(
         "num_params": num_params,
         "flops_per_sample": flops,
         "encrypted": encrypted,
-        "crypto_params": {op: round(num_params * CRYPTO_COST[(enc.params, op)]) for op in ("encrypt", "decrypt")},
+        "crypto_params": {op: round(num_params * CRYPTO_COST[(enc.param_set, op)]) for op in ("encrypt", "decrypt")},
         "download_nbytes": nbytes,
         "upload_nbytes": nbytes,
         "aggregator": aggregator,

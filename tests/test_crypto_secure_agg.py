@@ -24,7 +24,9 @@ from crypto import (
     PayloadError,
     RandomSource,
     SecretKey,
+    SHEClient,
     SHEParams,
+    SHEServer,
     keygen,
     make_secure_aggregation,
 )
@@ -42,7 +44,8 @@ def _pairs(n: int, k: int = K, params: SHEParams = SMALL, **kw):
     """(real key holder, real aggregator), (modeled key holder, modeled aggregator) sharing one layout."""
     enc = PackedEncoder(params, n, k, **kw)
     sk, pk = _key(params)
-    return (KeyHolder(enc, sk, RandomSource(1)), Aggregator(enc, pk)), (KeyHolder(enc), Aggregator(enc))
+    real = KeyHolder(enc, SHEClient(sk, enc.layout), RandomSource(1)), Aggregator(enc, SHEServer(pk))
+    return real, (KeyHolder(enc), Aggregator(enc))
 
 
 def _exact_average(holder: KeyHolder, updates, weights) -> np.ndarray:
@@ -230,7 +233,7 @@ def _holds_secret(obj, seen: set[int]) -> bool:
 def test_aggregator_holds_only_public_parameters():
     holder, server = make_secure_aggregation("real", SMALL, num_values=3, max_clients=2, seed=9)
     assert _holds_secret(holder, set()) and not _holds_secret(server, set())
-    secret = holder._secret
+    secret = holder._cipher.secret
     assert server.public == secret.public
     assert all(v not in (secret.p, secret.q, secret.L) for v in vars(server).values())
 

@@ -28,7 +28,7 @@ TINY = {
     "training": {"model": "mnist_2nn", "epochs": 1, "batch_size": 20, "lr": 0.05},
     "fleet": {"num_devices": 4},
     "strategy": {"name": "fedasync", "client_fraction": 0.5},
-    "encryption": {"mode": "modeled"},
+    "encryption": {"mode": "modeled", "params": "high_throughput"},  # SHE's set: the job counts below assume it
     "evaluation": {"interval_s": 20},
     "stop": {"max_time_s": 60},
 }

@@ -2,7 +2,8 @@
 
 The server object graph is walked with no exclusions while the run is in progress (rounds
 open, updates received and not yet fetched, agents stored) and after it ends, for every
-encryption scheme and every local executor.
+encryption scheme (real SHE and real BFV) and every local executor. For BFV the server's
+TenSEAL context must hold no key at all.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crypto import EncryptedVector
+from crypto import BFVPublic, EncryptedVector
 from sim.engine import Simulation
 from sim.scenario import scenario_from_dict
 
 CLIENT_SIDE = {
-    "SecretKey", "KeyHolder", "ClientCodec", "GlobalModels", "Job", "ClientUpload", "ClientWorkload",
+    "SecretKey", "SHEClient", "BFVSecret", "KeyHolder", "ClientCodec", "GlobalModels", "Job", "ClientUpload",
+    "ClientWorkload",
     "Simulation", "Workload", "Device", "Environment",
     "SequentialExecutor", "BatchedExecutor", "ProcessExecutor", "RayExecutor",
 }
@@ -38,11 +40,17 @@ def _scenario(encryption: dict) -> dict:
 def _violations(objects: list) -> list[str]:
     found = [type(o).__name__ for o in objects if type(o).__name__ in CLIENT_SIDE]
     found += [f"float array {o.shape}" for o in objects if isinstance(o, np.ndarray) and o.dtype.kind == "f"]
+    found += ["a TenSEAL context with a secret key" for o in objects if isinstance(o, BFVPublic)
+              and o.context.has_secret_key()]
     return found
 
 
 @pytest.mark.parametrize("executor", ["sequential", "batched", "process"])
-@pytest.mark.parametrize("encryption", [{"mode": "real", "params": "high_throughput"}], ids=["she"])
+@pytest.mark.parametrize(
+    "encryption",
+    [{"scheme": "she", "mode": "real", "params": "high_throughput"}, {"scheme": "bfv", "mode": "real"}],
+    ids=["she", "bfv"],
+)
 def test_server_reaches_nothing_of_the_client_side(executor, encryption, reachable):
     sim = Simulation(scenario_from_dict(_scenario(encryption)), executor=executor)
     snapshots = []
@@ -61,5 +69,7 @@ def test_server_reaches_nothing_of_the_client_side(executor, encryption, reachab
     assert sim.server.version == 5 and sim.server.stats["agents_reused"] > 0
     assert len(snapshots) > 5
     assert any(isinstance(o, EncryptedVector) for _, objects in snapshots for o in objects)
+    if encryption["scheme"] == "bfv":  # the walk reached the server's context (and found no key in it)
+        assert any(isinstance(o, BFVPublic) for _, objects in snapshots for o in objects)
     for t, objects in snapshots:
         assert _violations(objects) == [], f"at t={t:.2f} s the server reaches {sorted(set(_violations(objects)))}"
