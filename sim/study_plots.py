@@ -35,7 +35,7 @@ __all__ = [
     "sweep_axes",
 ]
 
-_STYLE = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9, "figure.dpi": 120}
+_STYLE: Any = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9, "figure.dpi": 120}
 _LABELS = {
     "final_accuracy": "final test accuracy (%)",
     "best_accuracy": "best test accuracy (%)",

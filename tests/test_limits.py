@@ -12,6 +12,7 @@ from sim.scenario import ScenarioError, load_scenario, scenario_from_dict
 
 HUGE = {
     "name": "huge",
+    "data": {"dataset": "mnist"},  # 60,000 training samples: enough for 5,000 clients
     "training": {"model": "mnist_cnn"},
     "fleet": {"num_devices": 5000},
     "strategy": {"name": "ppafl"},
