@@ -173,10 +173,10 @@ class Simulation:
             self.models.forget_before(self.server.oldest_version_in_use())
         stop = self.scenario.stop
         every = self.scenario.evaluation.every_versions
-        if every and version % every == 0:
-            self._evaluate()
         if self.progress is not None:
             self.progress.version(self, version)
+        if every and version % every == 0:
+            self._evaluate()
         if stop.max_versions is not None and version >= stop.max_versions:
             self._finish(f"reached {stop.max_versions} global versions")
 
