@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sim.cli import EXECUTOR_NAMES, console, guarded, run_and_report
+from sim.cli import EXECUTOR_NAMES, console, guarded, out_dir, run_and_report, seed
 
 _MODEL_DATASET = {"mnist_2nn": "mnist", "mnist_cnn": "mnist", "cifar_cnn": "cifar10", "cifar_cnn3": "cifar10"}
 _CHECKOUT = Path(__file__).resolve().parent
@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="data root in torchvision's layout (default: the first of $PPAFL_DATA_ROOT, ../shared/data beside "
         "this checkout, ./data and ~/.cache/ppafl/data that holds the data set)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of every random stream")
-    p.add_argument("--out", default="runs/paper", help="output directory")
+    p.add_argument("--seed", type=seed, default=0, help="seed of every random stream")
+    p.add_argument("--out", type=out_dir, default="runs/paper", help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--executor", default="sequential", choices=EXECUTOR_NAMES, help="how client training runs")
     p.add_argument("--no-cache", action="store_true",

@@ -313,7 +313,7 @@ class LinkSpec(Section):
         "resume", description="A transfer cut by an outage resumes or restarts from zero after reconnection."
     )
     max_restarts: int = Field(
-        1000, ge=0, le=1_000_000, description="Restarts after which a transfer is abandoned (end = inf) [count]."
+        1000, ge=0, le=10_000, description="Restarts after which a transfer is abandoned (end = inf) [count]."
     )
     tx_j_per_byte: float = Field(
         0.0, ge=0, le=1.0, description="Radio energy per byte sent [J/byte]; LoRa spends ~1e-4, at most 1."

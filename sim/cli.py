@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXECUTOR_NAMES", "build_parser", "console", "guarded", "main", "run_and_report"]
+__all__ = ["EXECUTOR_NAMES", "build_parser", "console", "guarded", "main", "out_dir", "run_and_report", "seed"]
 
 
 EXECUTOR_NAMES = ("sequential", "batched", "process", "ray")  # fl.executors.EXECUTORS (torch-free here)
@@ -163,6 +163,26 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def out_dir(text: str) -> str:
+    """An --out value: a non-empty path (an empty one would write into the working directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name the output directory")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError("holds a NUL character")
+    return text
+
+
+def seed(text: str) -> int:
+    """A --seed value: an integer in the scenario's range."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: use 0 to {2**32 - 1}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -181,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate one scenario file and write its outputs", epilog=_EXIT_CODES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("scenario", help="scenario YAML file (see scenarios/)")
-    run.add_argument("--out", required=True, help="output directory")
-    run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument("--out", required=True, type=out_dir, help="output directory")
+    run.add_argument("--seed", type=seed, help="override the scenario's seed")
     run.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a scenario field")
     run.add_argument(
         "--executor", default="sequential", choices=EXECUTOR_NAMES,

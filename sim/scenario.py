@@ -283,6 +283,12 @@ class Scenario(_Section):
         if stop.target_accuracy is not None and evaluation.interval_s is None and evaluation.every_versions is None:
             raise ValueError("stop.target_accuracy is set but evaluation is off (interval_s and every_versions null), "
                              "so accuracy is only measured at the start and the end; set evaluation.interval_s")
+        every, versions = evaluation.every_versions, stop.max_versions
+        if every is not None and versions is not None and versions / every > MAX_EVALUATIONS:
+            raise ValueError(
+                f"evaluation.every_versions {every} makes {versions // every:,} evaluations over stop.max_versions "
+                f"{versions:,} (at most {MAX_EVALUATIONS:,}): use every_versions >= {-(-versions // MAX_EVALUATIONS)}"
+            )
         if evaluation.interval_s is not None and stop.max_time_s / evaluation.interval_s > MAX_EVALUATIONS:
             raise ValueError(
                 f"evaluation.interval_s {evaluation.interval_s:g} s makes {stop.max_time_s / evaluation.interval_s:.3g} "
@@ -348,12 +354,16 @@ def _format_errors(err: ValidationError, source: str, overrides: list[str]) -> s
     for loc, value, msg in problems:
         names = tuple(str(p) for p in loc)
         blamed = [t for o, t in parsed if _caused_by(o, names, msg)]
-        origin = f"--set {blamed[-1]}: " if blamed else ""
+        origin = f"--set {_short_text(blamed[-1])}: " if blamed else ""
         if _is_leaf(loc) and not msg.startswith("unknown"):
             lines.append(f"  - {origin}{'.'.join(names)} = {_SHORT.repr(value)}: {msg}")
         else:  # a key, a section or the whole scenario: the message names the fields
             lines.append(f"  - {origin}{'.'.join(names) or 'scenario'}: {msg}")
     return "\n".join(lines)
+
+
+def _short_text(text: str, most: int = 100) -> str:
+    return text if len(text) <= most else f"{text[: most - 20]}...{text[-17:]}"
 
 
 def _caused_by(override: tuple[str, ...], loc: tuple[str, ...], msg: str) -> bool:
@@ -399,11 +409,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     path = [p.strip() for p in key.strip().split(".")]
     if not sep or not key.strip() or any(not p for p in path):
-        raise ScenarioError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. failures.dropout_rate=0.2")
+        raise ScenarioError(f"--set {_short_text(text)!r}: expected KEY.PATH=VALUE, e.g. failures.dropout_rate=0.2")
     try:
         parsed = safe_yaml.load(value) if value.strip() else None
     except safe_yaml.YAMLLimitError as exc:
-        raise ScenarioError(f"--set {text!r}: {exc}") from None
+        raise ScenarioError(f"--set {_short_text(text)!r}: {exc}") from None
     return path, parsed
 
 
@@ -419,7 +429,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if isinstance(node, list):  # an entry of a list, e.g. fleet.groups.0.share
                 if not (part.isdigit() and int(part) < len(node)):
                     raise ScenarioError(
-                        f"--set {text!r}: {'.'.join(path[:i])} has {len(node)} entries, numbered 0 to "
+                        f"--set {_short_text(text)!r}: {'.'.join(path[:i])} has {len(node)} entries, numbered 0 to "
                         f"{len(node) - 1}; {part!r} is not one of them"
                     )
                 part_key: Any = int(part)
@@ -428,13 +438,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 if not last and node.get(part) is None:
                     node[part] = {}
             else:
-                raise ScenarioError(f"--set {text!r}: {'.'.join(path[:i])} is a value, not a section")
+                raise ScenarioError(f"--set {_short_text(text)!r}: {'.'.join(path[:i])} is a value, not a section")
             if last:
                 node[part_key] = value
             else:
                 node = node[part_key]
                 if not isinstance(node, dict | list):
-                    raise ScenarioError(f"--set {text!r}: {where} is a value, not a section")
+                    raise ScenarioError(f"--set {_short_text(text)!r}: {where} is a value, not a section")
     return out
 
 
@@ -444,6 +454,8 @@ def read_scenario_file(path: str | Path) -> dict[str, Any]:
     try:
         if p.is_dir():
             raise ScenarioError(f"{p}: is a folder, not a scenario file (see scenarios/ for examples)")
+        if p.exists() and not p.is_file():
+            raise ScenarioError(f"{p}: is not a regular file (a device or a pipe); give a scenario YAML file")
         if not p.is_file():
             raise ScenarioError(f"{p}: scenario file not found (see scenarios/ for examples)")
         size = p.stat().st_size

@@ -137,3 +137,16 @@ def test_a_large_fleet_timeline_says_which_devices_it_shows(tmp_path, monkeypatc
                            "device": np.repeat(np.arange(100), 2), "version": 0})
     plot_device_timeline(events, tmp_path / "t.png")
     assert any("60 of 100 devices shown" in t for t in titles)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--out", ""], "argument --out: is empty"),
+    (["--out", "o", "--seed", "-3"], "argument --seed: -3 is out of range"),
+    (["--out", "o", "--seed", "x"], "argument --seed: 'x' is not an integer"),
+])
+def test_bad_flags_are_usage_errors(tmp_path, capsys, monkeypatch, argv, expected):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", _file(tmp_path, TINY), *argv])
+    assert exit_.value.code == 2 and expected in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # nothing written into the working directory

@@ -280,3 +280,19 @@ def test_cli_prints_one_line_for_a_hostile_file(tmp_path):
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluations_per_version_are_bounded_too():
+    with pytest.raises(ScenarioError, match=r"every_versions 1 makes 1,000,000 evaluations .* every_versions >= 10"):
+        scenario_from_dict({"evaluation": {"every_versions": 1}, "stop": {"max_versions": 1_000_000}})
+
+
+def test_a_device_or_pipe_is_not_a_scenario_file():
+    with pytest.raises(ScenarioError, match="/dev/null: is not a regular file"):
+        load_scenario("/dev/null")
+
+
+def test_a_huge_override_is_shown_short():
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(ROOT / "scenarios" / "quickstart.yaml", [".".join(["a"] * 5000) + "=1"])
+    assert len(str(err.value)) < 400
