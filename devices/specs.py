@@ -30,6 +30,7 @@ __all__ = [
     "check_hours",
     "error_text",
     "field_at",
+    "models_in",
     "spec_dict",
 ]
 
@@ -68,11 +69,11 @@ class BooleanNumberError(ValueError):
         self.field, self.value = field, value
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
+def models_in(annotation: Any) -> list[type[BaseModel]]:
     """The BaseModel classes an annotation can hold (through Optional, unions, tuples, Annotated)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
-    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+    return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
 
 
 def field_at(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any]:
@@ -96,7 +97,7 @@ def field_at(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseMod
         if owner is None:
             return (choices[0] if len(choices) == 1 else None), None
         holder, field = owner, owner.model_fields[part]
-        choices = _models_in(field.annotation)
+        choices = models_in(field.annotation)
     return holder, field
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import copy
 import reprlib
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from devices import DEVICE_CLASSES, LINK_CLASSES, DeviceProfile, ProfileError, resolve_profile
 from devices.profiles import suggest
-from devices.specs import BooleanNumberError, Section, check_hours, error_text, field_at
+from devices.specs import BooleanNumberError, Section, check_hours, error_text, field_at, models_in
 from sim import safe_yaml
 
 __all__ = [
@@ -379,13 +378,7 @@ def _is_leaf(loc: tuple[Any, ...]) -> bool:
     holder, field = field_at(Scenario, loc)
     if field is None:
         return bool(loc) and holder is None  # inside a group's overrides (checked by the device profile)
-    return not [a for a in (field.annotation, *_flat_args(field.annotation)) if isinstance(a, type) and
-                issubclass(a, BaseModel)]
-
-
-def _flat_args(annotation: Any) -> list[Any]:
-    args = list(typing.get_args(annotation))
-    return args + [b for a in args for b in _flat_args(a)]
+    return not models_in(field.annotation)
 
 
 def scenario_from_dict(raw: Any, source: str = "<scenario>", overrides: list[str] | None = None) -> Scenario:
