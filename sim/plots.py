@@ -139,12 +139,15 @@ def _shown_devices(ids: list[int], most: int) -> tuple[list[int], str]:
     return picks, f"{len(picks)} of {len(ids)} devices shown, spread evenly over the ids; devices.csv has all"
 
 
-def plot_device_timeline(events: pd.DataFrame, path: str | Path, max_devices: int = 60, fmt: str | None = None) -> Path:
-    """What each device was doing over time: transfers, training, crypto, outages, empty battery.
+def plot_device_timeline(
+    events: pd.DataFrame, path: str | Path, max_devices: int = 60, fmt: str | None = None, end_s: float = 0.0
+) -> Path:
+    """What each device was doing over time, up to `end_s` (the run's end) or the last event:
+    transfers, training, crypto, outages, empty battery.
 
     More than `max_devices` devices: that many, spread evenly over the ids, and the figure says so.
     """
-    t_end = float(events["time_s"].max()) if len(events) else 1.0
+    t_end = max(float(events["time_s"].max()) if len(events) else 0.0, end_s) or 1.0
     devices, note = _shown_devices(sorted(int(d) for d in events["device"].unique() if d >= 0), max_devices)
     scale, unit = time_unit(t_end)
     fig, ax = plt.subplots(figsize=(9, 0.22 * max(len(devices), 4) + 1.6), dpi=120)

@@ -181,19 +181,15 @@ def projected_cache_bytes(scenario: Scenario, num_params: int) -> tuple[int, int
     return per_job, jobs * per_job
 
 
-def _check_disk(scenario: Scenario, est: ResourceEstimate, out: Path) -> None:
-    """Say how large the resume cache may grow; refuse a run whose cache would not fit on the disk."""
+def _check_disk(scenario: Scenario, est: ResourceEstimate, out: Path) -> str:
+    """How large the resume cache may grow (a line to print); refuse a run whose cache would not fit on the disk."""
     per_job, total = projected_cache_bytes(scenario, est.num_params)
     if not per_job:
-        return
+        return ""
     if total is None:
-        log.info("resume cache: %s per training job in %s (deleted when the run finishes)", _size(per_job),
-                 out / "cache")
-        return
+        return f"resume cache: {_size(per_job)} per training job in {out / 'cache'} (deleted when the run finishes)"
     where = next(p for p in (out, *out.absolute().parents) if p.exists())
     free = shutil.disk_usage(where).free
-    log.info("resume cache: up to %s in %s for %s global versions (%s per training job; deleted when the run "
-             "finishes)", _size(total), out / "cache", f"{scenario.stop.max_versions:,}", _size(per_job))
     if total > free:
         raise ResourceLimitError(
             f"scenario {scenario.name!r}: its resume cache would grow to about {_size(total)} "
@@ -201,6 +197,8 @@ def _check_disk(scenario: Scenario, est: ResourceEstimate, out: Path) -> None:
             f"but {where} has {_size(free)} free. Free some space, choose another --out, or run without the cache "
             "(--no-cache: an interrupted run then starts over)"
         )
+    return (f"resume cache: up to {_size(total)} in {out / 'cache'} for {scenario.stop.max_versions:,} global versions "
+            f"({_size(per_job)} per training job; deleted when the run finishes)")
 
 
 def _size(n: float) -> str:
@@ -235,11 +233,12 @@ def run_scenario(
     if out_dir is None:
         return _simulate(scenario, executor, progress, None, warnings)
     out = Path(out_dir)
-    if cache:
-        _check_disk(scenario, est, out)
+    cache_note = _check_disk(scenario, est, out) if cache else ""
     created = not out.exists()
     run = open_run(out, scenario, OUTPUT_FILES, command=command, overwrite=overwrite)
     try:
+        if cache_note:
+            log.info("%s", cache_note)
         if run.resumed:
             entries = sum(1 for _ in run.cache_dir.glob("*.bin")) if run.cache_dir.is_dir() else 0
             log.info("resuming the run in %s (attempt %d): %d finished training jobs cached", out,
@@ -303,4 +302,5 @@ def write_outputs(result: RunResult, out: Path) -> None:
         atomic_write(
             out / "accuracy_vs_time.png", lambda p: plot_accuracy({name: result.metrics}, p, fmt="png", note=note)
         )
-    atomic_write(out / "device_timeline.png", lambda p: plot_device_timeline(result.events, p, fmt="png"))
+    end = float(result.summary["simulated_time_s"])
+    atomic_write(out / "device_timeline.png", lambda p: plot_device_timeline(result.events, p, fmt="png", end_s=end))

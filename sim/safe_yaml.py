@@ -73,6 +73,20 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _joined_surrogates(loader: yaml.SafeLoader, node: ScalarNode) -> str:
+    """A string scalar, with JSON-style surrogate pairs ("\\ud83d\\ude00") joined into one character."""
+    text = loader.construct_scalar(node)
+    if not any("\ud800" <= c <= "\udfff" for c in text):
+        return text
+    try:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        raise YAMLLimitError(f"line {node.start_mark.line + 1}: a string holds an unpaired UTF-16 surrogate") from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:str", _joined_surrogates)
+
+
 def _check_size(root: Node) -> None:
     """Refuse a document that expands (through aliases) to more than MAX_VALUES values, or refers to itself."""
     sizes: dict[int, int] = {}

@@ -316,8 +316,11 @@ _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxoth
 _PROFILE_SECTIONS = {"compute": "compute", "battery": "battery", "link": "link_overrides"}
 
 
+_NO_VALUE = object()  # a problem with a key, a section or the whole scenario: its message names the fields
+
+
 def _problems(err: ValidationError) -> list[tuple[tuple[Any, ...], Any, str]]:
-    """(location, value, message) for each problem, with a device profile's problems at their own place."""
+    """(location, value or _NO_VALUE, message) per problem, a device profile's problems at their own place."""
     out: list[tuple[tuple[Any, ...], Any, str]] = []
     errors = err.errors()
     for e in errors:
@@ -327,17 +330,20 @@ def _problems(err: ValidationError) -> list[tuple[tuple[Any, ...], Any, str]]:
         cause = (e.get("ctx") or {}).get("error")
         if isinstance(cause, ProfileError) and cause.problems:
             for path, value, msg in cause.problems:
-                section, _, rest = path.partition(".")
-                out.append((loc + (_PROFILE_SECTIONS.get(section, section), *rest.split(".")), value, msg))
+                section, *rest = path.split(".")
+                where = loc + (_PROFILE_SECTIONS.get(section, section), *rest)
+                out.append((where, value if rest and not msg.startswith("unknown") else _NO_VALUE, msg))
         elif isinstance(cause, BooleanNumberError):
             out.append((loc + (cause.field,), cause.value, "a boolean where a number belongs; write a number"))
         elif e["type"] == "extra_forbidden":
             holder, _ = field_at(Scenario, loc)
             known = list(holder.model_fields) if holder is not None else []
             hint = suggest(str(loc[-1]), known, list_known=False) if known else "check its spelling"
-            out.append((loc, None, f"unknown key; {hint} (see README 'Scenario fields')"))
+            out.append((loc, _NO_VALUE, f"unknown key; {hint} (see README 'Scenario fields')"))
         else:
-            out.append((loc, e.get("input"), error_text(e, field_at(Scenario, loc)[1])))
+            field = field_at(Scenario, loc)[1]
+            leaf = field is not None and not models_in(field.annotation)
+            out.append((loc, e.get("input") if leaf else _NO_VALUE, error_text(e, field)))
     return out
 
 
@@ -354,10 +360,8 @@ def _format_errors(err: ValidationError, source: str, overrides: list[str]) -> s
         names = tuple(str(p) for p in loc)
         blamed = [t for o, t in parsed if _caused_by(o, names, msg)]
         origin = f"--set {_short_text(blamed[-1])}: " if blamed else ""
-        if _is_leaf(loc) and not msg.startswith("unknown"):
-            lines.append(f"  - {origin}{'.'.join(names)} = {_SHORT.repr(value)}: {msg}")
-        else:  # a key, a section or the whole scenario: the message names the fields
-            lines.append(f"  - {origin}{'.'.join(names) or 'scenario'}: {msg}")
+        shown = "" if value is _NO_VALUE else f" = {_SHORT.repr(value)}"
+        lines.append(f"  - {origin}{'.'.join(names) or 'scenario'}{shown}: {msg}")
     return "\n".join(lines)
 
 
@@ -371,14 +375,6 @@ def _caused_by(override: tuple[str, ...], loc: tuple[str, ...], msg: str) -> boo
     if loc[: len(override)] == override:
         return True
     return override[: len(loc)] == loc and (".".join(override) in msg or override[-1] in msg)
-
-
-def _is_leaf(loc: tuple[Any, ...]) -> bool:
-    """Whether `loc` is a single field's value (not a section, a device profile's key or the whole scenario)."""
-    holder, field = field_at(Scenario, loc)
-    if field is None:
-        return bool(loc) and holder is None  # inside a group's overrides (checked by the device profile)
-    return not models_in(field.annotation)
 
 
 def scenario_from_dict(raw: Any, source: str = "<scenario>", overrides: list[str] | None = None) -> Scenario:
@@ -429,6 +425,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             elif isinstance(node, dict):
                 part_key = part
                 if not last and node.get(part) is None:
+                    if path[i + 1].isdigit():
+                        raise ScenarioError(
+                            f"--set {_short_text(text)!r}: {where} is not in the scenario file, so it has no entry "
+                            f"{path[i + 1]}: set the whole list, e.g. --set '{where}=[{{...}}]'"
+                        )
                     node[part] = {}
             else:
                 raise ScenarioError(f"--set {_short_text(text)!r}: {'.'.join(path[:i])} is a value, not a section")

@@ -150,3 +150,13 @@ def test_bad_flags_are_usage_errors(tmp_path, capsys, monkeypatch, argv, expecte
         main(["run", _file(tmp_path, TINY), *argv])
     assert exit_.value.code == 2 and expected in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # nothing written into the working directory
+
+
+def test_a_timeline_of_events_all_at_time_zero_draws_without_warnings(tmp_path):
+    import warnings
+
+    events = pd.DataFrame({"time_s": [0.0, 0.0], "event": ["battery_depleted", "dropped_out"], "device": [0, 1],
+                           "version": 0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_device_timeline(events, tmp_path / "t.png", end_s=30.0)

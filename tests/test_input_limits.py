@@ -296,3 +296,25 @@ def test_a_huge_override_is_shown_short():
     with pytest.raises(ScenarioError) as err:
         load_scenario(ROOT / "scenarios" / "quickstart.yaml", [".".join(["a"] * 5000) + "=1"])
     assert len(str(err.value)) < 400
+
+
+def test_json_escaped_emoji_is_one_character_and_a_lone_surrogate_is_refused(tmp_path):
+    p = tmp_path / "s.json"
+    p.write_text('{"name": "caf\\u00e9 \\ud83d\\ude00"}')  # what json.dumps writes by default
+    assert load_scenario(p).name == "café \U0001f600"
+    with pytest.raises(safe_yaml.YAMLLimitError, match="unpaired UTF-16 surrogate"):
+        safe_yaml.load('name: "\\ud83d"')
+
+
+def test_an_entry_of_a_list_the_file_does_not_have(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("fleet:\n  num_devices: 4\n")
+    with pytest.raises(ScenarioError, match=r"fleet\.groups is not in the scenario file, so it has no entry 3"):
+        load_scenario(p, ["fleet.groups.3.share=1"])
+
+
+def test_a_problem_with_a_whole_override_section_shows_no_dump_of_it(tmp_path):
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_dict({"fleet": {"groups": [{"device": "rpi4", "link_overrides": {"bandwidth_trace": "/no.csv"}}]}})
+    line = str(err.value).splitlines()[1]
+    assert line.startswith("  - fleet.groups.0.link_overrides: bandwidth trace file not found: '/no.csv'")
