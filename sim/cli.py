@@ -18,7 +18,8 @@ __all__ = ["EXECUTOR_NAMES", "build_parser", "console", "guarded", "main", "out_
 
 EXECUTOR_NAMES = ("sequential", "batched", "process", "ray")  # fl.executors.EXECUTORS (torch-free here)
 EXIT_OK, EXIT_INTERNAL, EXIT_ERROR, EXIT_NO_MODEL = 0, 1, 2, 3
-RUN_HINT = "Set data.download: true (--set data.download=true) to fetch it, or run on data.dataset mnist5k"
+RUN_HINT = ("Point data.root at the folder that holds it (--set data.root=PATH), set data.download: true to fetch "
+            "it, or run on the embedded data.dataset mnist5k")
 
 
 class _Terminated(KeyboardInterrupt):
