@@ -143,6 +143,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from sim.study_plots import plot_sweep, sensitivity_table
     from sim.sweep import SweepCellError, plan_sweep, run_sweep
 
+    logging.getLogger("ppafl").setLevel(logging.WARNING)  # each cell's start-up notes would drown the bar
     cells, fields = plan_sweep(args.scenario, list(args.set or []), seeds=args.seeds)
     before = sum((Path(args.out) / "cells" / c.id / "summary.json").is_file() for c in cells)
     print(f"sweep: {len(cells)} cells ({before} finished before) into {args.out}/cells/", file=sys.stderr)
