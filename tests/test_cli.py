@@ -77,7 +77,9 @@ def test_a_scenario_in_which_no_update_can_arrive_is_refused_up_front(tmp_path, 
     with pytest.raises(NoUpdatePossibleError, match=r"no device can deliver an update before stop.max_time_s = 30 s"):
         run_scenario(scenario_from_dict(slow), tmp_path / "o")
     assert main(["run", _file(tmp_path, slow), "--out", str(tmp_path / "o")]) == 2
-    assert "upload 1.28e+07 s" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    err = capsys.readouterr().err
+    upload = float(err.split("upload ")[1].split(" s")[0])
+    assert 1e6 < upload < 1.3e7 and not (tmp_path / "o").exists()  # 1.3e7 s at the mean 1 bit/s, less if lucky
 
 
 def test_a_group_that_cannot_deliver_is_warned_about(tmp_path):
