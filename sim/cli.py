@@ -255,7 +255,7 @@ def guarded(prog: str, body: Callable[[], int], data_hint: str = RUN_HINT) -> in
     """Run a command's `body` so that no traceback reaches the user.
 
     A known problem (bad scenario, missing data, refused resources, an unusable output
-    folder) is one line and exit 2; Ctrl-C before the run took over is exit 130; anything
+    folder, an optional package such as Ray not installed) is one line and exit 2; Ctrl-C before the run took over is exit 130; anything
     else is an internal error, one line and exit 1 (PPAFL_DEBUG=1 shows the traceback).
     `data_hint` replaces the data loader's advice with this command line's flags.
     """
@@ -265,7 +265,7 @@ def guarded(prog: str, body: Callable[[], int], data_hint: str = RUN_HINT) -> in
 
     try:
         return body()
-    except (ScenarioError, DataError, CryptoError, OSError, ValueError) as exc:
+    except (ScenarioError, DataError, CryptoError, OSError, ValueError, ImportError) as exc:  # ImportError: an extra
         message = str(exc)
         if isinstance(exc, DataError):
             from fl.data import FALLBACK_HINT

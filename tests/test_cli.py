@@ -162,3 +162,17 @@ def test_a_timeline_of_events_all_at_time_zero_draws_without_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plot_device_timeline(events, tmp_path / "t.png", end_s=30.0)
+
+
+def test_a_missing_optional_package_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import fl.ray_executor
+
+    def no_ray():
+        raise ImportError("the ray executor needs Ray: pip install .[ray]")
+
+    monkeypatch.setattr(fl.ray_executor, "import_ray", no_ray)
+    monkeypatch.setattr(fl.ray_executor, "RayExecutor", lambda _w: no_ray())
+    out = tmp_path / "o"
+    assert main(["run", _file(tmp_path, TINY), "--out", str(out), "--executor", "ray", "--quiet"]) == 2
+    assert "ppafl: error: the ray executor needs Ray: pip install .[ray]" in capsys.readouterr().err
+    assert not out.exists()
