@@ -189,7 +189,8 @@ def _check_disk(scenario: Scenario, est: ResourceEstimate, out: Path) -> str:
     if total is None:
         return f"resume cache: {_size(per_job)} per training job in {out / 'cache'} (deleted when the run finishes)"
     where = next(p for p in (out, *out.absolute().parents) if p.exists())
-    free = shutil.disk_usage(where).free
+    cached = sum(f.stat().st_size for f in (out / "cache").glob("*.bin")) if (out / "cache").is_dir() else 0
+    free = shutil.disk_usage(where).free + cached  # a resumed run's cached jobs already have their space
     if total > free:
         raise ResourceLimitError(
             f"scenario {scenario.name!r}: its resume cache would grow to about {_size(total)} "
