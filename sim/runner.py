@@ -190,12 +190,13 @@ def _check_disk(scenario: Scenario, est: ResourceEstimate, out: Path) -> str:
         return f"resume cache: {_size(per_job)} per training job in {out / 'cache'} (deleted when the run finishes)"
     where = next(p for p in (out, *out.absolute().parents) if p.exists())
     cached = sum(f.stat().st_size for f in (out / "cache").glob("*.bin")) if (out / "cache").is_dir() else 0
-    free = shutil.disk_usage(where).free + cached  # a resumed run's cached jobs already have their space
-    if total > free:
+    free = shutil.disk_usage(where).free
+    if total > free + cached:  # a resumed run's cached jobs already have their space
         raise ResourceLimitError(
             f"scenario {scenario.name!r}: its resume cache would grow to about {_size(total)} "
             f"({scenario.stop.max_versions:,} versions x {_jobs_per_version(scenario)} training jobs x {_size(per_job)}) "
-            f"but {where} has {_size(free)} free. Free some space, choose another --out, or run without the cache "
+            f"but {where} has {_size(free)} free{f' (and {_size(cached)} already cached)' if cached else ''}. "
+            "Free some space, choose another --out, or run without the cache "
             "(--no-cache: an interrupted run then starts over)"
         )
     return (f"resume cache: up to {_size(total)} in {out / 'cache'} for {scenario.stop.max_versions:,} global versions "
