@@ -20,9 +20,18 @@ import pandas as pd
 
 from sim.scenario import TRAIN_SAMPLES, Scenario, ScenarioError, group_sizes
 
-__all__ = ["JobTime", "NoUpdatePossibleError", "job_times", "preflight_warnings", "run_warnings"]
+__all__ = [
+    "MAX_CYCLES_PER_TRANSFER",
+    "EndlessTransferError",
+    "JobTime",
+    "NoUpdatePossibleError",
+    "job_times",
+    "preflight_warnings",
+    "run_warnings",
+]
 
 _ONE_IN_A_MILLION = 4.753  # standard normal quantile exceeded with probability 1e-6
+MAX_CYCLES_PER_TRANSFER = 100_000  # link up/down periods one transfer may span (each is drawn and kept)
 _FAILURE_EVENTS = {
     "download_abandoned": "downloads abandoned after too many restarts",
     "upload_abandoned": "uploads abandoned after too many restarts",
@@ -33,6 +42,10 @@ _FAILURE_EVENTS = {
 
 class NoUpdatePossibleError(ScenarioError):
     """No device of the scenario could deliver one update within the run's time limit."""
+
+
+class EndlessTransferError(ScenarioError):
+    """A group's transfers outlast the run across so many link outages that drawing them would exhaust memory."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,11 @@ def job_times(scenario: Scenario, update_nbytes: int) -> list[JobTime]:
 
 
 def preflight_warnings(scenario: Scenario, update_nbytes: int) -> list[str]:
-    """Warnings about groups that cannot deliver an update in time; NoUpdatePossibleError if no group can."""
+    """Warnings about groups that cannot deliver an update in time.
+
+    NoUpdatePossibleError if no group can; EndlessTransferError if a group's transfers would
+    outlast the run across more than MAX_CYCLES_PER_TRANSFER outage cycles.
+    """
     limit = scenario.stop.max_time_s
     times = job_times(scenario, update_nbytes)
     if not times:
@@ -109,6 +126,18 @@ def preflight_warnings(scenario: Scenario, update_nbytes: int) -> list[str]:
             f"{best.describe()} ({update_nbytes:,} bytes each way). Use faster links or devices, a smaller model or "
             "lighter encryption (encryption.params high_throughput, or mode off), or a longer stop.max_time_s"
         )
+    for t in slow:
+        link = scenario.fleet.groups[t.group].profile().link
+        transfer = max(t.download_s, t.upload_s)
+        cycles = transfer / (link.mean_up_s + link.mean_down_s) if link.mean_down_s > 0 else 0.0
+        if cycles > MAX_CYCLES_PER_TRANSFER:
+            raise EndlessTransferError(
+                f"scenario {scenario.name!r}: one transfer of groups[{t.group}] ({t.label}) takes {transfer:.3g} s, "
+                f"longer than the whole run (stop.max_time_s = {limit:g} s), across ~{cycles:.2g} up/down periods "
+                f"of its link (mean_up_s {link.mean_up_s:g} + mean_down_s {link.mean_down_s:g}), more than the "
+                f"{MAX_CYCLES_PER_TRANSFER:,} one transfer may span: its devices could never deliver, and the outage "
+                "schedule alone would fill the memory. Use a faster link, fewer bytes or longer up periods"
+            )
     return [
         f"groups[{t.group}] ({t.label}, {t.devices} devices) cannot deliver an update before stop.max_time_s = "
         f"{limit:g} s: one job takes at least {t.describe()}"

@@ -176,3 +176,14 @@ def test_a_missing_optional_package_is_a_clear_error_and_leaves_nothing(tmp_path
     assert main(["run", _file(tmp_path, TINY), "--out", str(out), "--executor", "ray", "--quiet"]) == 2
     assert "ppafl: error: the ray executor needs Ray: pip install .[ray]" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_transfer_across_millions_of_outages_is_refused_not_drawn(tmp_path):
+    from sim.diagnostics import EndlessTransferError
+
+    endless = {**TINY, "time_only": True, "evaluation": {"interval_s": None}, "fleet": {"num_devices": 4, "groups": [
+        {"device": "rpi4", "share": 0.5},
+        {"device": "rpi4", "share": 0.5, "link_overrides": {"up_bps": 1, "mean_up_s": 1, "mean_down_s": 1}}]}}
+    with pytest.raises(EndlessTransferError, match=r"groups\[1\] \(rpi4/wifi\) takes .* more than the 100,000"):
+        run_scenario(scenario_from_dict(endless), tmp_path / "o")
+    assert not (tmp_path / "o").exists()
