@@ -40,6 +40,12 @@ def _tiny(**stop):
     return scenario_from_dict({**TINY, "training": training, "stop": {**TINY["stop"], **stop}})
 
 
+@pytest.fixture(scope="module")
+def ref20():
+    """The metrics of an uninterrupted 20-simulated-second run (shared: every resume must end with them)."""
+    return run_scenario(_tiny(max_time_s=20)).metrics
+
+
 def _leftovers(d: Path) -> list[str]:
     """Temporary files of interrupted writes (there must be none)."""
     return sorted(p.name for p in d.rglob(".*") if p.name != ".lock")
@@ -128,9 +134,8 @@ def test_a_second_process_cannot_write_into_a_running_directory(tmp_path):
         run.close()
 
 
-def test_corrupt_cache_entries_are_retrained(tmp_path, monkeypatch, caplog):
+def test_corrupt_cache_entries_are_retrained(tmp_path, monkeypatch, caplog, ref20):
     scenario = _tiny(max_time_s=20)
-    ref = run_scenario(scenario)
     with monkeypatch.context() as m:
         _Interrupt(m, after=6)
         with pytest.raises(KeyboardInterrupt):
@@ -143,7 +148,7 @@ def test_corrupt_cache_entries_are_retrained(tmp_path, monkeypatch, caplog):
     assert resumed.manifest["training_cache"]["jobs_reused"] == len(entries) - 2
     assert resumed.manifest["training_cache"]["entries_rejected"] == 2
     assert "is not used: the job is trained again" in caplog.text
-    assert resumed.metrics.equals(ref.metrics)
+    assert resumed.metrics.equals(ref20)
 
 
 def _cached_run(tmp_path: Path, monkeypatch, name: str, after: int = 6) -> Path:
@@ -156,9 +161,8 @@ def _cached_run(tmp_path: Path, monkeypatch, name: str, after: int = 6) -> Path:
     return out / CACHE_DIR
 
 
-def test_a_rewritten_entry_is_rejected_never_used(tmp_path, monkeypatch, caplog):
+def test_a_rewritten_entry_is_rejected_never_used(tmp_path, monkeypatch, caplog, ref20):
     """The issue's case: an entry rewritten with other parameters under the same name, resumed."""
-    ref = run_scenario(_tiny(max_time_s=20))
     cache = _cached_run(tmp_path, monkeypatch, "run")
     victim = min(cache.glob("*.bin"))
     data = bytearray(victim.read_bytes())
@@ -168,12 +172,11 @@ def test_a_rewritten_entry_is_rejected_never_used(tmp_path, monkeypatch, caplog)
         resumed = run_scenario(_tiny(max_time_s=20), tmp_path / "run")
     assert f"{victim.name} failed its authentication check" in caplog.text
     assert resumed.manifest["training_cache"]["entries_rejected"] == 1
-    assert resumed.metrics.equals(ref.metrics)  # the job was retrained, the model is the right one
+    assert resumed.metrics.equals(ref20)  # the job was retrained, the model is the right one
 
 
-def test_entries_of_another_run_are_rejected(tmp_path, monkeypatch, caplog):
+def test_entries_of_another_run_are_rejected(tmp_path, monkeypatch, caplog, ref20):
     """Copied from another run (same scenario, so the same names): that run's key did not sign them here."""
-    ref = run_scenario(_tiny(max_time_s=20))
     theirs = _cached_run(tmp_path, monkeypatch, "theirs", after=8)
     ours = _cached_run(tmp_path, monkeypatch, "ours", after=2)
     copied = 0
@@ -186,7 +189,7 @@ def test_entries_of_another_run_are_rejected(tmp_path, monkeypatch, caplog):
         resumed = run_scenario(_tiny(max_time_s=20), tmp_path / "ours")
     assert resumed.manifest["training_cache"]["entries_rejected"] == copied
     assert resumed.manifest["training_cache"]["jobs_reused"] == 1
-    assert resumed.metrics.equals(ref.metrics)
+    assert resumed.metrics.equals(ref20)
 
 
 def test_the_cache_is_private_to_its_owner(tmp_path, monkeypatch, caplog):
@@ -241,9 +244,8 @@ def test_a_failure_after_cached_jobs_keeps_them_for_the_resume(tmp_path, monkeyp
     assert resumed.manifest["training_cache"]["jobs_reused"] >= 3
 
 
-def test_a_full_disk_stops_caching_but_not_the_run(tmp_path, monkeypatch, caplog):
+def test_a_full_disk_stops_caching_but_not_the_run(tmp_path, monkeypatch, caplog, ref20):
     scenario = _tiny(max_time_s=20)
-    ref = run_scenario(scenario)
     import fl.result_cache
 
     writes = []
@@ -259,7 +261,7 @@ def test_a_full_disk_stops_caching_but_not_the_run(tmp_path, monkeypatch, caplog
     with caplog.at_level("WARNING", logger="ppafl.cache"):
         done = run_scenario(scenario, tmp_path)
     assert "stopped storing results" in caplog.text and "No space left on device" in caplog.text
-    assert done.metrics.equals(ref.metrics) and done.manifest["status"] == "finished"
+    assert done.metrics.equals(ref20) and done.manifest["status"] == "finished"
     assert "No space left" in done.manifest["training_cache"]["write_error"]
     assert len(writes) == 4  # storing stopped at the first failure
     assert _leftovers(tmp_path) == []
