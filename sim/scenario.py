@@ -355,14 +355,17 @@ def _format_errors(err: ValidationError, source: str, overrides: list[str]) -> s
         except ScenarioError:
             continue
     problems = _problems(err)
-    lines = [f"{source}: invalid scenario ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"]
+    lines, blamed_any, blamed_all = [], False, True
     for loc, value, msg in problems:
         names = tuple(str(p) for p in loc)
         blamed = [t for o, t in parsed if _caused_by(o, names, msg)]
+        blamed_any, blamed_all = blamed_any or bool(blamed), blamed_all and bool(blamed)
         origin = f"--set {_short_text(blamed[-1])}: " if blamed else ""
         shown = "" if value is _NO_VALUE else f" = {_SHORT.repr(value)}"
         lines.append(f"  - {origin}{'.'.join(names) or 'scenario'}{shown}: {msg}")
-    return "\n".join(lines)
+    what = "invalid --set" if blamed_all else "invalid scenario with its --set" if blamed_any else "invalid scenario"
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    return "\n".join([f"{source}: {what} ({count}):", *lines])
 
 
 def _short_text(text: str, most: int = 100) -> str:
