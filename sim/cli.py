@@ -116,16 +116,27 @@ def _run(args: argparse.Namespace) -> int:
     )
 
 
-def _plot(args: argparse.Namespace) -> int:
+def _metrics(path: Path) -> Any:
+    """A run's metrics.csv, or a ValueError naming the file."""
     import pandas as pd
 
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is unreadable ({exc}); is it a metrics.csv written by `ppafl run`?") from None
+    if not {"time_s", "accuracy"} <= set(table.columns):
+        raise ValueError(f"{path} has no time_s and accuracy columns; is it a metrics.csv written by `ppafl run`?")
+    return table
+
+
+def _plot(args: argparse.Namespace) -> int:
     from sim.plots import image_path, plot_accuracy, run_labels
 
     dirs = [Path(d) for d in args.runs]
     for d in dirs:
         if not (d / "metrics.csv").is_file():
             raise FileNotFoundError(f"{d}: no metrics.csv here; pass run directories written by `ppafl run`")
-    runs = {label: pd.read_csv(d / "metrics.csv") for d, label in zip(dirs, run_labels(dirs))}
+    runs = {label: _metrics(d / "metrics.csv") for d, label in zip(dirs, run_labels(dirs))}
     empty = [label for label, m in runs.items() if not m["accuracy"].notna().any()]
     if len(empty) == len(runs):
         raise ValueError("none of these runs measured accuracy (time-only runs): there is no curve to draw")

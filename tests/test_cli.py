@@ -187,3 +187,13 @@ def test_a_transfer_across_millions_of_outages_is_refused_not_drawn(tmp_path):
     with pytest.raises(EndlessTransferError, match=r"groups\[1\] \(rpi4/wifi\) takes .* more than the 100,000"):
         run_scenario(scenario_from_dict(endless), tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content", ["", "a,b\n1,2\n", "\xff\xfe"])
+def test_plot_names_a_broken_metrics_file(tmp_path, capsys, content):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "metrics.csv").write_bytes(content.encode("latin-1"))
+    assert main(["plot", str(d), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"{d / 'metrics.csv'}" in err and "metrics.csv written by `ppafl run`" in err
