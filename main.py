@@ -4,23 +4,41 @@
 
 runs the paper's setting (a homogeneous fleet, a share of clients delayed by 1..N rounds,
 the delay-compensated `ppafl` strategy, SHE-encrypted aggregation) through the same
-scenario engine as `ppafl run`. Extra flags choose the strategy, the delayed share,
-the data set and where outputs go.
+scenario engine as `ppafl run`, with the same error handling, exit codes, resume and
+manifest. Progress is in the paper's terms: rounds done of `-ncomm`, the test accuracy at
+each `-vf`, the ETA. Extra flags choose the strategy, the delayed share, the data set and
+where outputs go.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
+from pathlib import Path
+from typing import Any
 
-from sim.runner import run_scenario
-from sim.scenario import ScenarioError, scenario_from_dict
+from sim.cli import EXECUTOR_NAMES, console, guarded, out_dir, run_and_report, seed
 
 _MODEL_DATASET = {"mnist_2nn": "mnist", "mnist_cnn": "mnist", "cifar_cnn": "cifar10", "cifar_cnn3": "cifar10"}
+_CHECKOUT = Path(__file__).resolve().parent
+_DATA_LAYOUT = {
+    "mnist": "ROOT/MNIST/raw/ holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+    "t10k-labels-idx1-ubyte (each plain or .gz)",
+    "cifar10": "ROOT/cifar-10-batches-py/ holding data_batch_1 .. data_batch_5 and test_batch",
+}
+DATA_HINT = "Pass --data-root ROOT, or run on the embedded 5,000-image MNIST subset with --dataset mnist5k"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Privacy-preserving asynchronous FL (the paper's flags).")
+    p = argparse.ArgumentParser(
+        description="Privacy-preserving asynchronous FL (the paper's flags).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Exit status: 0 finished; 2 bad flags, missing data or a refused run; 3 finished without a single "
+        "round aggregated; 130 / 143 stopped by Ctrl-C / SIGTERM (run the same command again to resume); "
+        "1 an internal error.",
+    )
     p.add_argument("-g", "--gpu", default="0", help="GPU id (training runs on the CPU where no GPU is present)")
     p.add_argument("-nc", "--num_of_clients", type=int, default=100, help="number of clients")
     p.add_argument("-cf", "--cfraction", type=float, default=0.1, help="fraction of clients per round")
@@ -43,13 +61,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="the paper's SHE at its parameters: modeled (its bytes and device time) or real; off = plaintext",
     )
     p.add_argument("--dataset", help="data set (default: mnist or cifar10 by model; mnist5k is embedded)")
-    p.add_argument("--data-root", default=None, help="data root in torchvision's layout")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/paper", help="output directory")
+    p.add_argument(
+        "--data-root", default=None,
+        help="data root in torchvision's layout (default: the first of $PPAFL_DATA_ROOT, ../shared/data beside "
+        "this checkout, ./data and ~/.cache/ppafl/data that holds the data set)",
+    )
+    p.add_argument("--seed", type=seed, default=0, help="seed of every random stream")
+    p.add_argument("--out", type=out_dir, default="runs/paper", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--executor", default="sequential", choices=EXECUTOR_NAMES, help="how client training runs")
+    p.add_argument("--no-cache", action="store_true",
+                   help="keep no resume cache of trained client models (an interrupted run then starts over)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
-def paper_scenario(args: argparse.Namespace) -> dict:
+def data_roots() -> list[tuple[str, Path | None]]:
+    """Where the data is looked for when --data-root is not given, in order: (how it is named, path)."""
+    env = os.environ.get("PPAFL_DATA_ROOT")
+    return [
+        ("$PPAFL_DATA_ROOT", Path(env).expanduser() if env else None),
+        ("../shared/data beside the checkout", _CHECKOUT.parent / "shared" / "data"),
+        ("./data", Path.cwd() / "data"),
+        ("~/.cache/ppafl/data", Path.home() / ".cache" / "ppafl" / "data"),
+    ]
+
+
+def find_data_root(dataset: str) -> Path:
+    """The first default data root holding `dataset`; ValueError naming every place looked and the fix."""
+    from fl.data import has_files
+
+    for _, root in data_roots():
+        if root is not None and has_files(dataset, root):
+            return root
+    looked = "; ".join(f"{what} ({root})" if root else f"{what} (not set)" for what, root in data_roots())
+    raise ValueError(
+        f"{dataset} not found; looked in: {looked}. Put it in {_DATA_LAYOUT[dataset]} and pass --data-root ROOT "
+        "(or set PPAFL_DATA_ROOT=ROOT), or run on the embedded 5,000-image MNIST subset with --dataset mnist5k"
+    )
+
+
+def paper_scenario(args: argparse.Namespace) -> dict[str, Any]:
     """The scenario mapping for the paper's flags."""
     dataset = args.dataset or _MODEL_DATASET[args.model_name]
     return {
@@ -80,17 +132,29 @@ def paper_scenario(args: argparse.Namespace) -> dict:
     }
 
 
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from sim.scenario import scenario_from_dict
+
+    scenario = scenario_from_dict(paper_scenario(args), source="main.py flags")  # bad flags fail before torch loads
+    if scenario.data.dataset != "mnist5k" and args.data_root is None:
+        root = find_data_root(scenario.data.dataset)
+        scenario = scenario.model_copy(update={"data": scenario.data.model_copy(update={"root": str(root)})})
+
+    from sim.progress import RunProgress
+
+    progress = False if args.quiet else RunProgress(scenario, unit="rounds", announce_evaluations=True)
+    resume = shlex.join(["python", "main.py", *(a for a in argv if a != "--overwrite")])
+    return run_and_report(
+        "main.py", scenario, Path(args.out), resume, executor=args.executor, progress=progress,
+        overwrite=args.overwrite, command=["main.py", *argv], cache=not args.no_cache,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    try:
-        scenario = scenario_from_dict(paper_scenario(args), source="main.py flags")
-    except ScenarioError as exc:
-        print(f"main.py: error: {exc}", file=sys.stderr)
-        return 2
-    result = run_scenario(scenario, args.out, progress=True)
-    s = result.summary
-    print(f"{scenario.name}: {s['versions']} rounds, final accuracy {100 * (s['final_accuracy'] or 0):.2f}%; outputs in {args.out}")
-    return 0
+    console("main.py")
+    return guarded("main.py", lambda: _run(args, argv), data_hint=DATA_HINT)
 
 
 if __name__ == "__main__":

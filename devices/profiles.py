@@ -9,19 +9,42 @@ Energy per FLOP and crypto power are above idle: (power under load - idle) / thr
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
 
-from devices.specs import CRYPTO_FLOPS_PER_PARAM, DeviceProfile
+from devices.specs import CRYPTO_FLOPS_PER_PARAM, BooleanNumberError, DeviceProfile, error_text, field_at
 
-__all__ = ["DEVICE_CLASSES", "LINK_CLASSES", "ProfileError", "resolve_profile"]
+__all__ = ["DEVICE_CLASSES", "LINK_CLASSES", "ProfileError", "resolve_profile", "suggest"]
 
 
 class ProfileError(ValueError):
-    """An unknown class or a bad override; the message names it and what is allowed."""
+    """An unknown class or a bad override; the message names it and what is allowed.
+
+    `problems` lists each bad override as (dotted path inside the profile, e.g.
+    "link.up_bps", the value given, what is wrong), so callers can report them at their
+    own place in a larger file.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[str, Any, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+def suggest(name: str, known: Iterable[str], list_known: bool = True) -> str:
+    """The list of known names and/or `did you mean 'x'?` when one of `known` is close to a mistyped `name`.
+
+    With list_known False the list is given only when nothing is close.
+    """
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else ""
+    if close and not list_known:
+        return hint
+    return "; ".join(filter(None, [f"known: {', '.join(known)}", hint]))
 
 
 def _radio_j_per_byte(power_w: float, bps: float) -> float:
@@ -236,22 +259,36 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(dict(base))
     for key, value in over.items():
         old = out.get(key)
-        both = isinstance(value, Mapping) and isinstance(old, Mapping)
-        if both and value.get("kind", old.get("kind")) == old.get("kind"):
+        if isinstance(value, Mapping) and isinstance(old, Mapping) and value.get("kind", old.get("kind")) == old.get(
+            "kind"
+        ):
             out[key] = _merge(old, value)
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
-def _format_errors(exc: ValidationError, where: str) -> str:
-    lines = [f"invalid overrides for {where}:"]
+def _problems(exc: ValidationError) -> list[tuple[str, Any, str]]:
+    out = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            lines.append(f"  - {path}: unknown setting (check its spelling; see docs/devices.md)")
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc if p not in ("mains", "solar"))  # not the union tags of `recharge`
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, BooleanNumberError):
+            out.append((f"{path}.{cause.field}".lstrip("."), cause.value, "a boolean where a number belongs"))
+        elif err["type"] == "extra_forbidden":
+            holder, _ = field_at(DeviceProfile, loc)
+            known = list(holder.model_fields) if holder is not None else []
+            out.append((path, err.get("input"), "unknown setting; " + suggest(str(loc[-1]), known, list_known=False)))
         else:
-            lines.append(f"  - {path} = {err.get('input')!r}: {err['msg']}")
+            out.append((path, err.get("input"), error_text(err, field_at(DeviceProfile, loc)[1])))
+    return out
+
+
+def _format_errors(problems: list[tuple[str, Any, str]], where: str) -> str:
+    lines = [f"invalid overrides for {where}:"]
+    for path, value, msg in problems:
+        lines.append(f"  - {path}: {msg}" if msg.startswith("unknown setting") else f"  - {path} = {value!r}: {msg}")
     return "\n".join(lines)
 
 
@@ -265,9 +302,9 @@ def resolve_profile(
     recharge when its "kind" matches, else replaces it).
     """
     if device_class not in DEVICE_CLASSES:
-        raise ProfileError(f"unknown device class {device_class!r}; known: {', '.join(DEVICE_CLASSES)}")
+        raise ProfileError(f"unknown device class {device_class!r}; {suggest(str(device_class), DEVICE_CLASSES)}")
     if link_class not in LINK_CLASSES:
-        raise ProfileError(f"unknown link class {link_class!r}; known: {', '.join(LINK_CLASSES)}")
+        raise ProfileError(f"unknown link class {link_class!r}; {suggest(str(link_class), LINK_CLASSES)}")
     raw: dict[str, Any] = {**copy.deepcopy(dict(DEVICE_CLASSES[device_class])), "link": dict(LINK_CLASSES[link_class])}
     for section, values in (overrides or {}).items():
         if section not in _SECTIONS:
@@ -280,4 +317,5 @@ def resolve_profile(
     try:
         return DeviceProfile.model_validate(raw)
     except ValidationError as exc:
-        raise ProfileError(_format_errors(exc, f"device class {device_class!r} on link {link_class!r}")) from None
+        problems = _problems(exc)
+        raise ProfileError(_format_errors(problems, f"device class {device_class!r} on link {link_class!r}"), problems) from None

@@ -49,10 +49,12 @@ __all__ = [
     "CIFAR10_STD",
     "DATASET_NAMES",
     "DEFAULT_DATA_ROOT",
+    "FALLBACK_HINT",
     "MNIST_MEAN",
     "MNIST_STD",
     "DataError",
     "Dataset",
+    "has_files",
     "load_dataset",
 ]
 
@@ -81,10 +83,11 @@ _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST_FILE = "test_batch"
 _IDX_UBYTE = 0x08
-_FALLBACK_HINT = (
+FALLBACK_HINT = (
     "Pass download=True to fetch it, or run on the embedded default "
     "data set 'mnist5k' (no files needed)."
 )
+"""The end of every missing-data message; command lines replace it with their own flags."""
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare by identity
@@ -127,6 +130,16 @@ def load_dataset(
     if download:
         _download("CIFAR10", data_root)
     return _load_cifar10(data_root)
+
+
+def has_files(name: str, root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` holds the files of data set ``name`` in torchvision's layout (not read or checked)."""
+    if name == "mnist":
+        raw = Path(root) / "MNIST" / "raw"
+        return all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in _MNIST_FILES.values())
+    if name == "cifar10":
+        return all((Path(root) / _CIFAR_DIR / f).is_file() for f in (*_CIFAR_TRAIN_FILES, _CIFAR_TEST_FILE))
+    return name == "mnist5k"
 
 
 def _download(torchvision_name: str, root: Path) -> None:
@@ -201,7 +214,7 @@ def _mnist_error(raw_dir: Path, problem: str) -> DataError:
     return DataError(
         f"{problem}. Full MNIST needs the four IDX files ({names}), plain or "
         f"gzipped, in {raw_dir} (torchvision's layout <root>/MNIST/raw/). "
-        + _FALLBACK_HINT
+        + FALLBACK_HINT
     )
 
 
@@ -297,7 +310,7 @@ def _cifar_error(batch_dir: Path, problem: str) -> DataError:
     return DataError(
         f"{problem}. CIFAR-10 needs the python batches ({names}) in {batch_dir} "
         f"(torchvision's layout <root>/{_CIFAR_DIR}/, from cifar-10-python.tar.gz). "
-        + _FALLBACK_HINT
+        + FALLBACK_HINT
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 __all__ = ["atomic_write"]
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file in the same folder, then rename: never a half-written file.
 
     The temporary is named `.NAME.*`; a process killed mid-write leaves at most such a file,

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
+import logging
+import os
 import shlex
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXECUTOR_NAMES", "build_parser", "console", "guarded", "main", "out_dir", "run_and_report", "seed"]
+
+
+EXECUTOR_NAMES = ("sequential", "batched", "process", "ray")  # fl.executors.EXECUTORS (torch-free here)
+EXIT_OK, EXIT_INTERNAL, EXIT_ERROR, EXIT_NO_MODEL = 0, 1, 2, 3
+RUN_HINT = ("Point data.root at the folder that holds it (--set data.root=PATH), set data.download: true to fetch "
+            "it, or run on the embedded data.dataset mnist5k")
 
 
 class _Terminated(KeyboardInterrupt):
@@ -34,14 +42,63 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _resume_command(argv: list[str]) -> str:
-    """The command that resumes this run: the same one, without --overwrite (which would start over)."""
-    return shlex.join(["ppafl", *(a for a in argv if a != "--overwrite")])
-
-
 def _exit_code(exc: KeyboardInterrupt) -> int:
     """The shell's code for a run stopped by SIGTERM (143) or Ctrl-C / SIGINT (130)."""
     return 128 + int(signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+
+
+def console(prog: str) -> None:
+    """Show the `ppafl` logger's messages (resuming, cache size, warnings) on stderr as `PROG: message`.
+
+    They show with --quiet too, which only hides the progress bar.
+    """
+    logger = logging.getLogger("ppafl")
+    for old in [h for h in logger.handlers if getattr(h, "ppafl_console", False)]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
+    handler.ppafl_console = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def run_and_report(prog: str, scenario: Any, out: Path, resume_command: str, **run_options: Any) -> int:
+    """Run `scenario` into `out` for a command line: one line if interrupted, the summary and warnings after.
+
+    Returns the exit status: 0 finished, 3 finished without making a global version (nothing
+    learned), 130 / 143 interrupted by Ctrl-C / SIGTERM (resumable with `resume_command`).
+    """
+    from sim.runner import OUTPUT_FILES, run_scenario
+
+    try:
+        with _sigterm_as_interrupt():
+            result = run_scenario(scenario, out, **run_options)
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"{prog}: {how}; {out} keeps every finished training job and no partial output. "
+              f"Resume with the same command:\n  {resume_command}", file=sys.stderr)
+        return _exit_code(exc)
+    s = result.summary
+    manifest = result.manifest or {}
+    if manifest.get("attempts", 1) > 1:
+        cache = manifest.get("training_cache")
+        jobs = f": {cache['jobs_reused']} training jobs reused, {cache['jobs_trained']} trained now" if (
+            isinstance(cache, dict) and "jobs_reused" in cache) else ""
+        print(f"resumed (attempt {manifest['attempts']}){jobs}")
+    if scenario.time_only:
+        acc = "n/a (time-only)"
+    elif s["final_accuracy"] is None:
+        acc = "none (no global version was made)"
+    else:
+        acc = f"{100 * s['final_accuracy']:.2f}%"
+    print(
+        f"{scenario.name}: {s['versions']} global versions in {s['simulated_time_s']:.0f} simulated s "
+        f"({s['stop_reason']}); final accuracy {acc}; wall clock {s['wall_clock_s']:.1f} s"
+        + (f"; {len(s['warnings'])} warning(s) above and in summary.json" if s.get("warnings") else "")
+    )
+    print(f"outputs in {out}/: " + " ".join(name for name in OUTPUT_FILES if (out / name).exists()))
+    return EXIT_NO_MODEL if s["versions"] == 0 else EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -51,61 +108,53 @@ def _run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     scenario = load_scenario(args.scenario, overrides)  # a bad scenario fails before torch loads
-
-    from sim.runner import OUTPUT_FILES, run_scenario
-
-    out = Path(args.out)
     limit = None if args.memory_limit_gb is None else int(args.memory_limit_gb * 2**30)
-    try:
-        with _sigterm_as_interrupt():
-            result = run_scenario(
-                scenario, out, executor=args.executor, progress=not args.quiet,
-                overwrite=args.overwrite, command=["ppafl", *args.argv], memory_limit=limit,
-            )
-    except KeyboardInterrupt as exc:
-        how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
-        print(
-            f"ppafl: {how}; {out} keeps every finished training job and no partial output. "
-            f"Resume with the same command:\n  {_resume_command(args.argv)}",
-            file=sys.stderr,
-        )
-        return _exit_code(exc)
-    s = result.summary
-    manifest = result.manifest or {}
-    if manifest.get("attempts", 1) > 1:
-        cache = manifest.get("training_cache")
-        jobs = f": {cache['jobs_reused']} training jobs reused, {cache['jobs_trained']} trained now" if cache else ""
-        print(f"resumed (attempt {manifest['attempts']}){jobs}")
-    acc = "n/a (time-only)" if s["final_accuracy"] is None else f"{100 * s['final_accuracy']:.2f}%"
-    print(
-        f"{scenario.name}: {s['versions']} global versions in {s['simulated_time_s']:.0f} simulated s "
-        f"({s['stop_reason']}); final accuracy {acc}; wall clock {s['wall_clock_s']:.1f} s"
+    resume = shlex.join(["ppafl", *(a for a in args.argv if a != "--overwrite")])
+    return run_and_report(
+        "ppafl", scenario, Path(args.out), resume, executor=args.executor, progress=not args.quiet,
+        overwrite=args.overwrite, command=["ppafl", *args.argv], memory_limit=limit, cache=not args.no_cache,
     )
-    print(f"outputs in {out}/: " + " ".join(name for name in OUTPUT_FILES if (out / name).exists()))
-    return 0
+
+
+def _metrics(path: Path) -> Any:
+    """A run's metrics.csv, or a ValueError naming the file."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is unreadable ({exc}); is it a metrics.csv written by `ppafl run`?") from None
+    if not {"time_s", "accuracy"} <= set(table.columns):
+        raise ValueError(f"{path} has no time_s and accuracy columns; is it a metrics.csv written by `ppafl run`?")
+    return table
 
 
 def _plot(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from sim.plots import image_path, plot_accuracy, run_labels
 
-    from sim.plots import plot_accuracy
-
-    runs = {}
-    for d in map(Path, args.runs):
-        metrics, summary = d / "metrics.csv", d / "summary.json"
-        if not metrics.is_file():
+    dirs = [Path(d) for d in args.runs]
+    for d in dirs:
+        if not (d / "metrics.csv").is_file():
             raise FileNotFoundError(f"{d}: no metrics.csv here; pass run directories written by `ppafl run`")
-        label = json.loads(summary.read_text())["scenario"]["name"] if summary.is_file() else d.name
-        runs[f"{label} ({d.name})" if label in runs else label] = pd.read_csv(metrics)
-    out = plot_accuracy(runs, args.out, title=args.title)
-    print(f"wrote {out}")
-    return 0
+    runs = {label: _metrics(d / "metrics.csv") for d, label in zip(dirs, run_labels(dirs))}
+    empty = [label for label, m in runs.items() if not m["accuracy"].notna().any()]
+    if len(empty) == len(runs):
+        raise ValueError("none of these runs measured accuracy (time-only runs): there is no curve to draw")
+    default = args.out is None
+    out = image_path(Path.cwd() / "accuracy_vs_time.png" if default else Path(args.out))
+    written = plot_accuracy({k: v for k, v in runs.items() if k not in empty}, out, title=args.title)
+    for label in empty:
+        print(f"ppafl: {label} has no accuracy (a time-only run): left out", file=sys.stderr)
+    where = " (the working directory: choose another place with --out)" if default else ""
+    print(f"wrote {written}{where}")
+    return EXIT_OK
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from sim.study_plots import plot_sweep, sensitivity_table
     from sim.sweep import SweepCellError, plan_sweep, run_sweep
 
+    logging.getLogger("ppafl").setLevel(logging.WARNING)  # each cell's start-up notes would drown the bar
     cells, fields = plan_sweep(args.scenario, list(args.set or []), seeds=args.seeds)
     before = sum((Path(args.out) / "cells" / c.id / "summary.json").is_file() for c in cells)
     print(f"sweep: {len(cells)} cells ({before} finished before) into {args.out}/cells/", file=sys.stderr)
@@ -117,7 +166,7 @@ def _sweep(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt as exc:
         print(f"ppafl: sweep stopped; finished cells are kept. Resume with the same command:\n  "
-              f"{_resume_command(args.argv)}", file=sys.stderr)
+              f"{shlex.join(['ppafl', *args.argv])}", file=sys.stderr)
         return _exit_code(exc)
     figures = plot_sweep(result.out, result.table, fields)
     print(f"ran {len(result.ran)} cells, {len(result.skipped)} were finished before")
@@ -178,13 +227,38 @@ def _attack(args: argparse.Namespace) -> int:
     return 0 if demo.key_correct and all(demo.key_correct.values()) else 1
 
 
-def _positive_int(text: str) -> int:
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low:,} to {high:,}")
+        return value
+
+    return parse
+
+
+def out_dir(text: str) -> str:
+    """An --out value: a non-empty path (an empty one would write into the working directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name the output directory")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError("holds a NUL character")
+    return text
+
+
+def seed(text: str) -> int:
+    """A --seed value: an integer in the scenario's range."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: use 0 to {2**32 - 1}")
     return value
 
 
@@ -199,16 +273,19 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppafl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ppafl", description=__doc__, epilog=_EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="simulate one scenario file and write its outputs")
+    run = sub.add_parser("run", help="simulate one scenario file and write its outputs", epilog=_EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("scenario", help="scenario YAML file (see scenarios/)")
-    run.add_argument("--out", required=True, help="output directory")
-    run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument("--out", required=True, type=out_dir, help="output directory")
+    run.add_argument("--seed", type=seed, help="override the scenario's seed")
     run.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a scenario field")
     run.add_argument(
-        "--executor", default="sequential", help="how client training runs: sequential (default), batched, process, ray"
+        "--executor", default="sequential", choices=EXECUTOR_NAMES,
+        help="how client training runs: sequential (default), batched, process, ray",
     )
     run.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -216,11 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory-limit-gb", type=_positive_float, metavar="GB",
         help="refuse scenarios estimated to need more memory (default: this machine's memory)",
     )
+    run.add_argument("--no-cache", action="store_true",
+                     help="keep no resume cache of trained client models (an interrupted run then starts over)")
     run.set_defaults(func=_run)
 
     plot = sub.add_parser("plot", help="overlay the accuracy curves of several runs")
     plot.add_argument("runs", nargs="+", help="run directories")
-    plot.add_argument("--out", default="accuracy_vs_time.png", help="image file to write")
+    plot.add_argument("--out", default=None,
+                      help="image file to write (.png, .pdf, .svg; default accuracy_vs_time.png in the working directory)")
     plot.add_argument("--title", default="", help="figure title")
     plot.set_defaults(func=_plot)
 
@@ -247,10 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
         "reduction (python-flint: pip install .[attack]). See docs/threat-model.md.",
     )
     attack.add_argument("--params", choices=("paper", "high_throughput"), default="paper", help="SHE parameter set")
-    attack.add_argument("--clients", type=_positive_int, default=10,
+    attack.add_argument("--clients", type=_int_in(1, 1024), default=10,
                         help="K: clients that send an update, and the aggregate size the slots are sized for")
-    attack.add_argument("--seed", type=int, help="seed of the fresh key (reproducible, insecure); default: CSPRNG")
-    attack.add_argument("--values", type=_positive_int, default=2000, help="values per client update")
+    attack.add_argument("--seed", type=seed, help="seed of the fresh key (reproducible, insecure); default: CSPRNG")
+    attack.add_argument("--values", type=_int_in(1, 1_000_000), default=2000, help="values per client update")
     attack.add_argument("--payload", action="append", metavar="FILE",
                         help="attack encrypted vectors saved with EncryptedVector.to_bytes() instead (repeat)")
     attack.add_argument("--modulus", metavar="FILE", help="with --payload: a text file holding N (0x... or decimal)")
@@ -260,23 +340,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `ppafl` console script."""
+_EXIT_CODES = """exit status: 0 finished; 2 bad input or a refused run (the message says why and how to fix it);
+3 finished without making a global version (nothing was learned: see the warnings); 130 / 143 stopped by
+Ctrl-C / SIGTERM (run the same command again to resume); 1 an internal error (please report it)."""
+
+
+def guarded(prog: str, body: Callable[[], int], data_hint: str = RUN_HINT) -> int:
+    """Run a command's `body` so that no traceback reaches the user.
+
+    A known problem (bad scenario, missing data, refused resources, an unusable output
+    folder, an optional package such as Ray not installed) is one line and exit 2; Ctrl-C before the run took over is exit 130; anything
+    else is an internal error, one line and exit 1 (PPAFL_DEBUG=1 shows the traceback).
+    `data_hint` replaces the data loader's advice with this command line's flags.
+    """
     from crypto import CryptoError
     from fl.errors import DataError
     from sim.scenario import ScenarioError
 
+    try:
+        return body()
+    except (ScenarioError, DataError, CryptoError, OSError, ValueError, ImportError) as exc:  # ImportError: an extra
+        message = str(exc)
+        if isinstance(exc, DataError):
+            from fl.data import FALLBACK_HINT
+
+            message = message.replace(FALLBACK_HINT, data_hint.rstrip(".") + ".")
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt as exc:
+        print(f"{prog}: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}", file=sys.stderr)
+        return _exit_code(exc)
+    except MemoryError:
+        print(f"{prog}: error: ran out of memory; run a smaller scenario (fewer devices, a smaller model, "
+              "encryption.mode modeled) or on a larger machine", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:
+        if os.environ.get("PPAFL_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc}. Please report it; set PPAFL_DEBUG=1 to see "
+              "the traceback", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ppafl` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    try:
-        return args.func(args)
-    except (ScenarioError, DataError, CryptoError, OSError, ValueError) as exc:
-        print(f"ppafl: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ppafl: interrupted", file=sys.stderr)
-        return 130
+    console("ppafl")
+    return guarded("ppafl", lambda: args.func(args))
 
 
 if __name__ == "__main__":

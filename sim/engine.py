@@ -25,6 +25,7 @@ from fl.jobs import Job, TrainingTask, task_seed
 from fl.result_cache import ResultCache
 from fl.server import Network, PayloadRef, Server, UpdateArrived
 from fl.strategies import AggregationPlan, make_strategy
+from sim.progress import RunProgress
 from sim.recorder import Recorder
 from sim.scenario import Scenario
 from sim.workload import Workload, build_workload, clients_per_round
@@ -94,11 +95,11 @@ class Simulation:
         self,
         scenario: Scenario,
         executor: str = "sequential",
-        progress: bool = False,
+        progress: bool | RunProgress = False,
         cache: ResultCache | None = None,
     ) -> None:
         self.scenario = scenario
-        self.progress = progress
+        self.progress = RunProgress(scenario) if progress is True else progress or None
         root = np.random.SeedSequence(scenario.seed)
         fleet_seq, server_seq, init_seq = root.spawn(3)
         self.env = simpy.Environment()
@@ -172,6 +173,8 @@ class Simulation:
             self.models.forget_before(self.server.oldest_version_in_use())
         stop = self.scenario.stop
         every = self.scenario.evaluation.every_versions
+        if self.progress is not None:
+            self.progress.version(self, version)
         if every and version % every == 0:
             self._evaluate()
         if stop.max_versions is not None and version >= stop.max_versions:
@@ -269,6 +272,8 @@ class Simulation:
             jobs_failed=stats["jobs_failed"],
             aggregations=stats["aggregations"],
         )
+        if self.progress is not None:
+            self.progress.evaluated(self, acc)
         target = self.scenario.stop.target_accuracy
         if target is not None and acc >= target and self.reached_target_at is None:
             self.reached_target_at = self.now
@@ -292,25 +297,15 @@ class Simulation:
         if self.scenario.evaluation.interval_s:
             self.env.process(self._evaluator(self.scenario.evaluation.interval_s))
         self.call_at(stop.max_time_s, lambda _net: self._finish(f"reached the time limit {stop.max_time_s:g} s"))
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=round(stop.max_time_s), unit="sim-s", desc=self.scenario.name, leave=False)
-            self.env.process(self._progress(bar, stop.max_time_s / 200))
+        if self.progress is not None:
+            self.progress.start(self)
         try:
             self.env.run(until=self._stop)
         finally:
-            if bar is not None:
-                bar.close()
+            if self.progress is not None:
+                self.progress.close()
         self._evaluate()
         self._log_passive_events()
-
-    def _progress(self, bar, step: float) -> Generator:
-        while True:
-            yield self.env.timeout(step)
-            bar.update(round(self.now) - bar.n)
-            bar.set_postfix(version=self.server.version, refresh=False)
 
     def _log_passive_events(self) -> None:
         """Outages and dropouts that happened while devices were idle, up to the end of the run."""

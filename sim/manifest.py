@@ -120,6 +120,18 @@ class RunDir:
             self.manifest["finished_at"] = self.manifest["updated_at"]
         _write_json(self.path / MANIFEST_NAME, self.manifest)
 
+    def discard(self, remove_folder: bool) -> None:
+        """Remove what this run put in the directory (manifest, cache, lock), and the directory itself
+        if `remove_folder` and nothing else is in it: for a run that left nothing worth resuming."""
+        (self.path / MANIFEST_NAME).unlink(missing_ok=True)
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+        (self.path / _LOCK_NAME).unlink(missing_ok=True)  # the lock is still held through its open descriptor
+        if remove_folder:
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass  # not empty: the user's own files stay
+
     def close(self) -> None:
         """Release the directory's lock."""
         if self._lock_fd is not None:
@@ -203,7 +215,6 @@ def open_run(
         elif old is not None:
             _check_resumable(path, old, scenario, version)
         _remove_stale_temps(path, outputs)
-        resumed = old is not None
         manifest = {
             "status": "running",
             "scenario_name": scenario.name,
@@ -211,8 +222,8 @@ def open_run(
             "ppafl_version": version,
             "python": platform.python_version(),
             "command": command,
-            "started_at": old["started_at"] if resumed else _now(),
-            "attempts": int(old.get("attempts", 1)) + 1 if resumed else 1,
+            "started_at": old["started_at"] if old is not None else _now(),
+            "attempts": int(old.get("attempts", 1)) + 1 if old is not None else 1,
             "updated_at": _now(),
             "finished_at": None,
             "error": None,

@@ -1,16 +1,23 @@
-"""Figures: accuracy versus simulated wall-clock, and a device timeline."""
+"""Figures: accuracy versus simulated wall-clock, and a device timeline; labels and paths for `ppafl plot`."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
-__all__ = ["plot_accuracy", "plot_device_timeline", "time_unit"]
+__all__ = ["image_path", "plot_accuracy", "plot_device_timeline", "run_labels", "time_unit"]
+
+_IMAGE_TYPES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff")
 
 # Spans drawn on the timeline: (start event, end event, label, colour).
 _SPANS = [
@@ -29,8 +36,10 @@ def time_unit(t_max: float) -> tuple[float, str]:
     return (3600, "h") if t_max > 3 * 3600 else (60, "min") if t_max > 3 * 60 else (1, "s")
 
 
-def plot_accuracy(runs: dict[str, pd.DataFrame], path: str | Path, title: str = "", fmt: str | None = None) -> Path:
-    """Test accuracy versus simulated time, one line per run (label -> metrics table)."""
+def plot_accuracy(
+    runs: dict[str, pd.DataFrame], path: str | Path, title: str = "", fmt: str | None = None, note: str = ""
+) -> Path:
+    """Test accuracy versus simulated time, one line per run (label -> metrics table); `note` is printed on it."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     top = max((float(m["time_s"].max()) for m in runs.values() if len(m)), default=0.0)
     scale, unit = time_unit(top)
@@ -43,6 +52,9 @@ def plot_accuracy(runs: dict[str, pd.DataFrame], path: str | Path, title: str = 
     if title:
         ax.set_title(title)
     ax.legend(frameon=False)
+    if note:
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="tab:red",
+                wrap=True)
     fig.tight_layout()
     fig.savefig(path, format=fmt)
     plt.close(fig)
@@ -63,12 +75,84 @@ def _pairs(ev: pd.DataFrame, start: str, end: str, t_end: float) -> list[tuple[f
     return spans
 
 
-def plot_device_timeline(events: pd.DataFrame, path: str | Path, max_devices: int = 25, fmt: str | None = None) -> Path:
-    """What each device was doing over time: transfers, training, crypto, outages, empty battery."""
-    t_end = float(events["time_s"].max()) if len(events) else 1.0
-    devices = sorted(d for d in events["device"].unique() if d >= 0)[:max_devices]
+def image_path(path: Path) -> Path:
+    """The file a figure is written to: `path`, with `.png` added when it has no extension.
+
+    ValueError for an extension matplotlib cannot write or a folder that does not exist.
+    """
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    if path.suffix.lower() not in _IMAGE_TYPES:
+        raise ValueError(f"{path}: cannot write a {path.suffix} image; use one of {', '.join(_IMAGE_TYPES)}")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: the folder {path.parent} does not exist")
+    return path
+
+
+def _run_info(d: Path) -> tuple[str, dict[str, Any]]:
+    """(scenario name, scenario dict) of a run directory, from summary.json or else manifest.json."""
+    for name in ("summary.json", "manifest.json"):
+        f = d / name
+        if f.is_file():
+            try:
+                data = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{f} is unreadable ({exc}); is {d} a run directory of `ppafl run`?") from None
+            scenario = data.get("scenario") if isinstance(data, dict) else None
+            if isinstance(scenario, dict):
+                return str(scenario.get("name", d.name)), scenario
+    return d.name, {}
+
+
+def run_labels(dirs: Sequence[Path]) -> list[str]:
+    """One distinct legend label per run: its scenario's name; runs sharing a name also show the
+    fields in which their scenarios differ (e.g. `quickstart (name=fedbuff, seed=1)`), or their folder."""
+    from sim.manifest import differences
+
+    info = [_run_info(d) for d in dirs]
+    counts = Counter(name for name, _ in info)
+    labels = []
+    for d, (name, scenario) in zip(dirs, info):
+        if counts[name] == 1:
+            labels.append(name)
+            continue
+        others = [s for (n, s) in info if n == name and s is not scenario]
+        fields = sorted({f for other in others for f, _, _ in differences(other, scenario)} - {"name"})
+        shown = ", ".join(f"{f.rsplit('.', 1)[-1]}={_flat(scenario, f)}" for f in fields[:3])
+        labels.append(f"{name} ({shown}{', ...' if len(fields) > 3 else ''})" if shown else f"{name} ({d})")
+    repeated = Counter(labels)
+    return [f"{label} [{d}]" if repeated[label] > 1 else label for d, label in zip(dirs, labels)]
+
+
+def _flat(scenario: dict[str, Any], dotted: str) -> Any:
+    node: Any = scenario
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _shown_devices(ids: list[int], most: int) -> tuple[list[int], str]:
+    """The devices a timeline draws: all up to `most`, else `most` spread evenly over the ids; and a note."""
+    if len(ids) <= most:
+        return ids, ""
+    picks = sorted({ids[i] for i in np.linspace(0, len(ids) - 1, most).round().astype(int)})
+    return picks, f"{len(picks)} of {len(ids)} devices shown, spread evenly over the ids; devices.csv has all"
+
+
+def plot_device_timeline(
+    events: pd.DataFrame, path: str | Path, max_devices: int = 60, fmt: str | None = None, end_s: float = 0.0
+) -> Path:
+    """What each device was doing over time, up to `end_s` (the run's end) or the last event:
+    transfers, training, crypto, outages, empty battery.
+
+    More than `max_devices` devices: that many, spread evenly over the ids, and the figure says so.
+    """
+    t_end = max(float(events["time_s"].max()) if len(events) else 0.0, end_s) or 1.0
+    devices, note = _shown_devices(sorted(int(d) for d in events["device"].unique() if d >= 0), max_devices)
     scale, unit = time_unit(t_end)
-    fig, ax = plt.subplots(figsize=(9, 0.28 * max(len(devices), 4) + 1.4), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 0.22 * max(len(devices), 4) + 1.6), dpi=120)
+    if note:
+        ax.set_title(note, fontsize=8)
     seen: set[str] = set()
     for row, dev in enumerate(devices):
         ev = events[events["device"] == dev]
@@ -81,7 +165,7 @@ def plot_device_timeline(events: pd.DataFrame, path: str | Path, max_devices: in
         if len(left):
             ax.plot([left.iloc[0] / scale], [row], marker="x", color="black", label=None if "left" in seen else "left")
             seen.add("left")
-    ax.set_yticks(range(len(devices)), [str(d) for d in devices], fontsize=7)
+    ax.set_yticks(range(len(devices)), [str(d) for d in devices], fontsize=7 if len(devices) <= 30 else 5)
     ax.set_ylabel("device")
     ax.set_xlabel(f"simulated time ({unit})")
     ax.set_xlim(0, t_end / scale)

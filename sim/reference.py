@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import annotated_types as at
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from sim.scenario import Scenario
 
@@ -30,6 +33,46 @@ def _default(value: Any) -> str:
     return "`" + json.dumps(value) + "`" if not isinstance(value, dict) or value else "`{}`"
 
 
+def _number(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return f"{v:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+
+
+def _allowed(field: FieldInfo) -> str:
+    """The values a field accepts, from its type and constraints: `[1, 1e+06]`, `(0, 1]`, `a \\| b`."""
+    ann = field.annotation
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    nullable = type(None) in typing.get_args(ann)
+    inner = args[0] if nullable and len(args) == 1 else ann
+    text = ""
+    if typing.get_origin(inner) is Literal:
+        text = " \\| ".join(str(v) for v in typing.get_args(inner))
+    elif inner is bool:
+        text = "true \\| false"
+    else:
+        lo = hi = ""
+        lo_open = hi_open = False
+        lengths = []
+        for m in field.metadata:
+            if isinstance(m, at.Ge | at.Gt):
+                lo, lo_open = _number(m.ge if isinstance(m, at.Ge) else m.gt), isinstance(m, at.Gt)
+            elif isinstance(m, at.Le | at.Lt):
+                hi, hi_open = _number(m.le if isinstance(m, at.Le) else m.lt), isinstance(m, at.Lt)
+            elif isinstance(m, at.MinLen):
+                lengths.append(f"length >= {m.min_length}")
+            elif isinstance(m, at.MaxLen):
+                lengths.append(f"length <= {m.max_length}")
+        if lo and hi:
+            text = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        elif lo:
+            text = f"{'>' if lo_open else '>='} {lo}"
+        elif hi:
+            text = f"{'<' if hi_open else '<='} {hi}"
+        text = ", ".join(filter(None, [text, *lengths]))
+    return text + (" or null" if nullable and text else "")
+
+
 def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
@@ -39,7 +82,8 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
             rows.extend(_rows(ann, path + "."))
             continue
         desc = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{path}` | {_default(field.get_default(call_default_factory=True))} | {desc} |")
+        default = _default(field.get_default(call_default_factory=True))
+        rows.append(f"| `{path}` | {default} | {_allowed(field) or '-'} | {desc} |")
     return rows
 
 
@@ -48,10 +92,10 @@ def scenario_reference() -> str:
     from devices import BatterySpec, ComputeSpec, LinkSpec, MainsCharging, SolarHarvest
     from sim.scenario import FleetGroup
 
-    header = ["| field | default | meaning |", "| --- | --- | --- |"]
+    header = ["| field | default | allowed | meaning |", "| --- | --- | --- | --- |"]
     lines = [*header, *_rows(Scenario, "")]
     lines += ["", "Each entry of `fleet.groups` has:", "", *header, *_rows(FleetGroup, "fleet.groups[].")]
-    overrides = [
+    overrides: list[tuple[str, type[BaseModel]]] = [
         ("compute", ComputeSpec),
         ("battery", BatterySpec),
         ("link_overrides", LinkSpec),

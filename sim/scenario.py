@@ -1,54 +1,94 @@
 """Scenario files: YAML validated into a typed, immutable `Scenario`.
 
-Every field has a default, unknown keys are rejected (typo safety), and every error
-names the file, the field path, the bad value and what is allowed. Command-line
-overrides (`--set key.path=value`) are applied to the raw mapping and validated the
-same way as the file.
+Every field has a default and a finite, physically meaningful range (see each
+description), unknown keys are rejected with the nearest known name, combinations that
+cannot mean anything are refused with the reason, and every error names the file (or the
+`--set` it came from), the field path, the bad value and what is allowed. Files are read
+with size, depth and duplicate-key limits (`sim.safe_yaml`). Command-line overrides
+(`--set key.path=value`) are applied to the raw mapping and validated with it.
 """
 
 from __future__ import annotations
 
+import copy
 import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from crypto.params import DEFAULT_PARAMS, SCHEME_PARAM_SETS
-from devices import DEVICE_CLASSES, LINK_CLASSES, DeviceProfile, resolve_profile
+from devices import DEVICE_CLASSES, LINK_CLASSES, DeviceProfile, ProfileError, resolve_profile
+from devices.profiles import suggest
+from devices.specs import BooleanNumberError, Section, check_hours, error_text, field_at, models_in
+from sim import safe_yaml
 
 __all__ = [
+    "MAX_TIME_S",
+    "MODEL_DATASETS",
+    "TRAIN_SAMPLES",
     "Scenario",
     "ScenarioError",
     "apply_overrides",
     "load_scenario",
     "parse_override",
+    "read_scenario_file",
     "scenario_from_dict",
 ]
+
+MAX_TIME_S = 1.0e9  # ~32 years of simulated time: beyond any device's life, and float64 still resolves 0.1 us
+MAX_EVALUATIONS = 100_000  # each evaluation tests the model on the test set
+# Which data sets each model takes (input shape), and each data set's training samples.
+MODEL_DATASETS = {
+    "mnist_2nn": ("mnist5k", "mnist"),
+    "mnist_cnn": ("mnist5k", "mnist"),
+    "cifar_cnn": ("cifar10",),
+    "cifar_cnn3": ("cifar10",),
+}
+TRAIN_SAMPLES = {"mnist5k": 4000, "mnist": 60000, "cifar10": 50000}
+SHARDS_PER_CLIENT = 2  # fl.partition's default, used by the shards partition
 
 
 class ScenarioError(ValueError):
     """A scenario file or override is invalid; the message says where and how to fix it."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Section(Section):
+    """A scenario section (immutable, unknown keys rejected, numbers finite, booleans no numbers)."""
+
+
+def _no_control_characters(text: str, what: str) -> str:
+    bad = sorted({f"{ord(c):#04x}" for c in text if ord(c) < 32 or ord(c) == 127})
+    if bad:
+        raise ValueError(f"{what} holds control characters ({', '.join(bad)}); use printable text")
+    return text
 
 
 class DataConfig(_Section):
     dataset: Literal["mnist5k", "mnist", "cifar10"] = Field(
         "mnist5k", description="Data set: mnist5k (embedded, offline), mnist or cifar10 (need `root`)."
     )
-    root: str | None = Field(None, description="Data root in torchvision's layout (mnist, cifar10).")
+    root: str | None = Field(
+        None, min_length=1, max_length=4096, description="Data root in torchvision's layout (mnist, cifar10)."
+    )
     download: bool = Field(False, description="Download the data set into `root` if it is missing.")
     partition: Literal["iid", "shards", "dirichlet"] = Field(
         "iid", description="How training samples are split over devices (shards = the paper's non-IID)."
     )
-    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (partition: dirichlet).")
-    max_test_samples: int | None = Field(
-        None, gt=0, description="Evaluate on the first N test samples only (faster); null = all."
+    alpha: float = Field(
+        0.5,
+        ge=1e-3,
+        le=1e4,
+        description="Dirichlet concentration (partition: dirichlet); 0.001 (one label per client) to 1e4 (iid).",
     )
+    max_test_samples: int | None = Field(
+        None, ge=1, le=10_000_000, description="Evaluate on the first N test samples only (faster); null = all."
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _printable_root(cls, root: str | None) -> str | None:
+        return None if root is None else _no_control_characters(root, "the path")
 
 
 class TrainingConfig(_Section):
@@ -56,9 +96,13 @@ class TrainingConfig(_Section):
         "mnist_2nn", description="Model architecture (the paper's names)."
     )
     epochs: int = Field(1, ge=1, le=1000, description="Local epochs E per update.")
-    batch_size: int = Field(10, ge=1, description="Local mini-batch size B.")
-    lr: float = Field(0.01, gt=0, le=10, description="Local SGD learning rate.")
-    prox_mu: float = Field(0.0, ge=0, description="FedProx proximal term mu (0 = plain SGD).")
+    batch_size: int = Field(
+        10, ge=1, le=1_000_000, description="Local mini-batch size B (larger than a shard = one batch)."
+    )
+    lr: float = Field(0.01, gt=0, le=10, description="Local SGD learning rate; at most 10 (SGD diverges far below).")
+    prox_mu: float = Field(
+        0.0, ge=0, le=1000, description="FedProx proximal term mu (0 = plain SGD); at most 1000."
+    )
 
 
 class FleetGroup(_Section):
@@ -81,30 +125,56 @@ class FleetGroup(_Section):
         )
 
 
+def group_sizes(shares: list[float], total: int) -> list[int]:
+    """Split `total` by `shares` with the largest-remainder method (sizes sum to total)."""
+    exact = [s * total for s in shares]
+    sizes = [int(x) for x in exact]
+    order = sorted(range(len(shares)), key=lambda i: exact[i] - sizes[i], reverse=True)
+    for i in order[: total - sum(sizes)]:
+        sizes[i] += 1
+    return sizes
+
+
 class FleetConfig(_Section):
     num_devices: int = Field(20, ge=1, le=1_000_000, description="Number of devices (= FL clients).")
     groups: tuple[FleetGroup, ...] = Field(
-        (FleetGroup(),), min_length=1, description="Device/link mix; shares must sum to 1."
+        (FleetGroup(),), max_length=1000, description="Device/link mix; shares must sum to 1."
     )
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> FleetConfig:
+        if not self.groups:
+            raise ValueError("groups is empty: give at least one {device, link, share} entry")
         total = sum(g.share for g in self.groups)
         if abs(total - 1.0) > 1e-6:
             shares = ", ".join(f"{g.device}/{g.link}={g.share}" for g in self.groups)
             raise ValueError(f"group shares must sum to 1, got {total:g} ({shares}); rescale them")
+        sizes = group_sizes([g.share for g in self.groups], self.num_devices)
+        empty = [f"groups[{i}] ({g.device}/{g.link}, share {g.share:g})" for i, (g, n) in
+                 enumerate(zip(self.groups, sizes)) if n == 0]
+        if empty:
+            need = max(round(1 / min(g.share for g in self.groups) + 0.5), len(self.groups))
+            raise ValueError(
+                f"{', '.join(empty[:3])}{' and more' if len(empty) > 3 else ''} would get no device of "
+                f"{self.num_devices}; raise num_devices (to about {need}), raise the share or drop the group"
+            )
         return self
 
 
 class FailuresConfig(_Section):
     dropout_rate: float = Field(0.0, ge=0, le=1, description="Probability a device leaves for good during the run.")
     dropout_window_s: float | None = Field(
-        None, gt=0, description="Leaving times are uniform in [0, window) s; null = stop.max_time_s."
+        None, gt=0, le=MAX_TIME_S, description="Leaving times are uniform in [0, window) s; null = stop.max_time_s."
     )
     unavailability: float = Field(0.0, ge=0, lt=1, description="Probability a device declines an invitation.")
     daily_window: tuple[float, float] | None = Field(
         None, description="[start_hour, end_hour) of the day when devices are willing to work; null = always."
     )
+
+    @field_validator("daily_window")
+    @classmethod
+    def _hours(cls, window: tuple[float, float] | None) -> tuple[float, float] | None:
+        return None if window is None else check_hours(window, "daily_window")
 
 
 class StrategyConfig(_Section):
@@ -156,7 +226,9 @@ class EncryptionConfig(_Section):
         f"({', '.join(f'{s}: {p}' for s, p in DEFAULT_PARAMS.items())}).",
     )
     scale_bits: int = Field(16, ge=4, le=40, description="Fixed-point scale 2^scale_bits.")
-    value_bound: float = Field(8.0, gt=0, allow_inf_nan=False, description="Largest |parameter| an update may hold.")
+    value_bound: float = Field(
+        8.0, gt=0, le=1e6, description="Largest |parameter| an update may hold; at most 1e6 (trained weights are O(1))."
+    )
     weight_bits: int = Field(8, ge=1, le=24, description="Integer aggregation weights lie in [1, 2^weight_bits).")
     workers: int = Field(
         1, ge=1, le=256,
@@ -199,25 +271,35 @@ class EncryptionConfig(_Section):
 
 class EvaluationConfig(_Section):
     interval_s: float | None = Field(
-        60.0, gt=0, description="Evaluate the global model every this many simulated s; null = off."
+        60.0,
+        gt=0,
+        le=MAX_TIME_S,
+        description="Evaluate the global model every this many simulated s; null = off "
+        f"(at most {MAX_EVALUATIONS:,} evaluations per run).",
     )
-    every_versions: int | None = Field(None, ge=1, description="Also evaluate every N global versions; null = off.")
+    every_versions: int | None = Field(
+        None, ge=1, le=10_000_000, description="Also evaluate every N global versions; null = off."
+    )
     target_accuracy: float = Field(
         0.9, gt=0, le=1, description="Accuracy whose first-reached time is reported (does not stop the run)."
     )
 
 
 class StopConfig(_Section):
-    max_time_s: float = Field(3600.0, gt=0, description="Simulated time limit in s.")
-    max_versions: int | None = Field(None, ge=1, description="Stop after this many global versions.")
+    max_time_s: float = Field(
+        3600.0, gt=0, le=MAX_TIME_S, description="Simulated time limit in s; at most 1e9 (~32 years)."
+    )
+    max_versions: int | None = Field(
+        None, ge=1, le=10_000_000, description="Stop after this many global versions (the paper runs 1,000)."
+    )
     target_accuracy: float | None = Field(None, gt=0, le=1, description="Stop once test accuracy reaches this.")
 
 
 class Scenario(_Section):
     """A complete, validated simulation scenario."""
 
-    name: str = Field("scenario", description="Name used in outputs.")
-    seed: int = Field(0, ge=0, description="Seed of every random stream in the run.")
+    name: str = Field("scenario", min_length=1, max_length=200, description="Name used in outputs.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of every random stream in the run (32 bits).")
     time_only: bool = Field(False, description="Skip gradient work: study timing and energy of large fleets.")
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
@@ -229,6 +311,52 @@ class Scenario(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     stop: StopConfig = StopConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str) -> str:
+        return _no_control_characters(name, "the name")
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> Scenario:
+        """Refuse combinations that cannot mean anything, saying why."""
+        model, dataset = self.training.model, self.data.dataset
+        if dataset not in MODEL_DATASETS[model]:
+            fitting = [m for m, sets in MODEL_DATASETS.items() if dataset in sets]
+            raise ValueError(
+                f"training.model {model!r} takes {' or '.join(MODEL_DATASETS[model])} inputs, not {dataset!r}: "
+                f"use training.model {' or '.join(fitting)}, or another data.dataset"
+            )
+        evaluation, stop = self.evaluation, self.stop
+        if stop.target_accuracy is not None and self.time_only:
+            raise ValueError("stop.target_accuracy is set but time_only runs train nothing, so it is never reached; "
+                             "set stop.target_accuracy to null or time_only to false")
+        if stop.target_accuracy is not None and evaluation.interval_s is None and evaluation.every_versions is None:
+            raise ValueError("stop.target_accuracy is set but evaluation is off (interval_s and every_versions null), "
+                             "so accuracy is only measured at the start and the end; set evaluation.interval_s")
+        every, versions = evaluation.every_versions, stop.max_versions
+        if every is not None and versions is not None and versions / every > MAX_EVALUATIONS:
+            raise ValueError(
+                f"evaluation.every_versions {every} makes {versions // every:,} evaluations over stop.max_versions "
+                f"{versions:,} (at most {MAX_EVALUATIONS:,}): use every_versions >= {-(-versions // MAX_EVALUATIONS)}"
+            )
+        if evaluation.interval_s is not None and stop.max_time_s / evaluation.interval_s > MAX_EVALUATIONS:
+            raise ValueError(
+                f"evaluation.interval_s {evaluation.interval_s:g} s makes {stop.max_time_s / evaluation.interval_s:.3g} "
+                f"evaluations over stop.max_time_s {stop.max_time_s:g} s (at most {MAX_EVALUATIONS:,}, each tests "
+                f"the model on the test set): use interval_s >= {stop.max_time_s / MAX_EVALUATIONS:.3g} or null"
+            )
+        if not self.time_only:
+            n, samples = self.fleet.num_devices, TRAIN_SAMPLES[dataset]
+            per_client = SHARDS_PER_CLIENT if self.data.partition == "shards" else 1
+            if n * per_client > samples:
+                raise ValueError(
+                    f"fleet.num_devices {n} needs {n * per_client:,} training samples for the "
+                    f"{self.data.partition} partition (every client gets {per_client} "
+                    f"{'shards' if per_client > 1 else 'sample'} at least) but {dataset} has {samples:,}: use at "
+                    f"most {samples // per_client:,} devices, another data set, or time_only: true"
+                )
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """The scenario as plain data (JSON/YAML safe)."""
         return self.model_dump(mode="json")
@@ -236,22 +364,79 @@ class Scenario(_Section):
 
 _SHORT = reprlib.Repr()  # bad values are shown short: a huge input must not make a huge message
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
+_PROFILE_SECTIONS = {"compute": "compute", "battery": "battery", "link": "link_overrides"}
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid scenario ({err.error_count()} problem(s)):"]
-    for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  - {path}: unknown key (check its spelling; see README 'Scenario fields')")
+_NO_VALUE = object()  # a problem with a key, a section or the whole scenario: its message names the fields
+
+
+def _problems(err: ValidationError) -> list[tuple[tuple[Any, ...], Any, str]]:
+    """(location, value or _NO_VALUE, message) per problem, a device profile's problems at their own place."""
+    out: list[tuple[tuple[Any, ...], Any, str]] = []
+    errors = err.errors()
+    for e in errors:
+        loc = tuple(e["loc"])
+        if e["type"] == "too_short" and any(tuple(o["loc"])[: len(loc)] == loc and o is not e for o in errors):
+            continue  # "no item left after validation": its items' own errors say why
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, ProfileError) and cause.problems:
+            for path, value, msg in cause.problems:
+                section, *rest = path.split(".")
+                where = loc + (_PROFILE_SECTIONS.get(section, section), *rest)
+                out.append((where, value if rest and not msg.startswith("unknown") else _NO_VALUE, msg))
+        elif isinstance(cause, BooleanNumberError):
+            out.append((loc + (cause.field,), cause.value, "a boolean where a number belongs; write a number"))
+        elif e["type"] == "extra_forbidden":
+            holder, _ = field_at(Scenario, loc)
+            known = list(holder.model_fields) if holder is not None else []
+            hint = suggest(str(loc[-1]), known, list_known=False) if known else "check its spelling"
+            out.append((loc, _NO_VALUE, f"unknown key; {hint} (see README 'Scenario fields')"))
+        else:
+            field = field_at(Scenario, loc)[1]
+            leaf = field is not None and not models_in(field.annotation)
+            out.append((loc, e.get("input") if leaf else _NO_VALUE, error_text(e, field)))
+    return out
+
+
+def _format_errors(err: ValidationError, source: str, overrides: list[str]) -> str:
+    parsed = []
+    for text in overrides:
+        try:
+            parsed.append((tuple(parse_override(text)[0]), text))
+        except ScenarioError:
             continue
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  - {path} = {_SHORT.repr(e.get('input'))}: {msg}")
-    return "\n".join(lines)
+    problems = _problems(err)
+    lines, blamed_any, blamed_all = [], False, True
+    for loc, value, msg in problems:
+        names = tuple(str(p) for p in loc)
+        blamed = [t for o, t in parsed if _caused_by(o, names, msg)]
+        blamed_any, blamed_all = blamed_any or bool(blamed), blamed_all and bool(blamed)
+        origin = f"--set {_short_text(blamed[-1])}: " if blamed else ""
+        shown = "" if value is _NO_VALUE else f" = {_SHORT.repr(value)}"
+        lines.append(f"  - {origin}{'.'.join(names) or 'scenario'}{shown}: {msg}")
+    what = "invalid --set" if blamed_all else "invalid scenario with its --set" if blamed_any else "invalid scenario"
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    return "\n".join([f"{source}: {what} ({count}):", *lines])
 
 
-def scenario_from_dict(raw: Any, source: str = "<scenario>") -> Scenario:
-    """Validate a raw mapping into a Scenario, or raise ScenarioError naming each problem."""
+def _short_text(text: str, most: int = 100) -> str:
+    return text if len(text) <= most else f"{text[: most - 20]}...{text[-17:]}"
+
+
+def _caused_by(override: tuple[str, ...], loc: tuple[str, ...], msg: str) -> bool:
+    """Whether the problem at `loc` comes from the `--set` of `override`: it set that field, or one the
+    message names inside that section."""
+    if loc[: len(override)] == override:
+        return True
+    return override[: len(loc)] == loc and (".".join(override) in msg or override[-1] in msg)
+
+
+def scenario_from_dict(raw: Any, source: str = "<scenario>", overrides: list[str] | None = None) -> Scenario:
+    """Validate a raw mapping into a Scenario, or raise ScenarioError naming each problem.
+
+    `overrides` are the `--set` texts already applied to `raw`: a problem in a field one of
+    them set is reported as that override's.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -259,51 +444,85 @@ def scenario_from_dict(raw: Any, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as err:
-        raise ScenarioError(_format_errors(err, source)) from None
+        raise ScenarioError(_format_errors(err, source, overrides or [])) from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split `key.path=value` into the path and a YAML-parsed value."""
     key, sep, value = text.partition("=")
-    path = [p for p in key.strip().split(".")]
+    path = [p.strip() for p in key.strip().split(".")]
     if not sep or not key.strip() or any(not p for p in path):
-        raise ScenarioError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. failures.dropout_rate=0.2")
+        raise ScenarioError(f"--set {_short_text(text)!r}: expected KEY.PATH=VALUE, e.g. failures.dropout_rate=0.2")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"--set {text!r}: the value is not valid YAML ({exc})") from None
+        parsed = safe_yaml.load(value) if value.strip() else None
+    except safe_yaml.YAMLLimitError as exc:
+        raise ScenarioError(f"--set {_short_text(text)!r}: {exc}") from None
     return path, parsed
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of `raw` with each `key.path=value` override applied."""
-    out = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    out = copy.deepcopy(raw)
     for text in overrides:
         path, value = parse_override(text)
-        node = out
-        for i, part in enumerate(path[:-1]):
-            child = node.get(part) if isinstance(node, dict) else None
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(path[: i + 1])
-                raise ScenarioError(f"--set {text!r}: {where} is a value, not a section")
-            node = child
-        node[path[-1]] = value
+        node: Any = out
+        for i, part in enumerate(path):
+            where = ".".join(path[: i + 1])
+            last = i == len(path) - 1
+            if isinstance(node, list):  # an entry of a list, e.g. fleet.groups.0.share
+                if not (part.isdigit() and int(part) < len(node)):
+                    raise ScenarioError(
+                        f"--set {_short_text(text)!r}: {'.'.join(path[:i])} has {len(node)} entries, numbered 0 to "
+                        f"{len(node) - 1}; {part!r} is not one of them"
+                    )
+                part_key: Any = int(part)
+            elif isinstance(node, dict):
+                part_key = part
+                if not last and node.get(part) is None:
+                    if path[i + 1].isdigit():
+                        raise ScenarioError(
+                            f"--set {_short_text(text)!r}: {where} is not in the scenario file, so it has no entry "
+                            f"{path[i + 1]}: set the whole list, e.g. --set '{where}=[{{...}}]'"
+                        )
+                    node[part] = {}
+            else:
+                raise ScenarioError(f"--set {_short_text(text)!r}: {'.'.join(path[:i])} is a value, not a section")
+            if last:
+                node[part_key] = value
+            else:
+                node = node[part_key]
+                if not isinstance(node, dict | list):
+                    raise ScenarioError(f"--set {_short_text(text)!r}: {where} is a value, not a section")
     return out
 
 
 def read_scenario_file(path: str | Path) -> dict[str, Any]:
-    """Read a scenario YAML file into a raw mapping, with clear errors for missing or broken files."""
+    """Read a scenario YAML file into a raw mapping, with one clear line for a missing, huge or broken file."""
     p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(f"{p}: scenario file not found (see scenarios/ for examples)")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{p}: not valid YAML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{p}: not a UTF-8 text file") from None
+        if p.is_dir():
+            raise ScenarioError(f"{p}: is a folder, not a scenario file (see scenarios/ for examples)")
+        if p.exists() and not p.is_file():
+            raise ScenarioError(f"{p}: is not a regular file (a device or a pipe); give a scenario YAML file")
+        if not p.is_file():
+            raise ScenarioError(f"{p}: scenario file not found (see scenarios/ for examples)")
+        size = p.stat().st_size
+        if size > safe_yaml.MAX_BYTES:
+            raise ScenarioError(
+                f"{p}: {size / 2**20:.1f} MiB is more than a scenario file may hold "
+                f"({safe_yaml.MAX_BYTES // 2**20} MiB); traces go in their own files"
+            )
+        text = p.read_bytes()[: safe_yaml.MAX_BYTES + 1].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{p}: not a UTF-8 text file (byte {exc.start})") from None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ScenarioError):
+            raise
+        raise ScenarioError(f"{p}: cannot read the scenario file ({exc.strerror if isinstance(exc, OSError) else exc})") from None
+    try:
+        raw = safe_yaml.load(text.removeprefix("\ufeff"))
+    except safe_yaml.YAMLLimitError as exc:
+        raise ScenarioError(f"{p}: {exc}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -315,8 +534,9 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     """Make the file paths a scenario names (data root, traces) relative to its own folder."""
 
     def fix(node: Any, key: str) -> None:
-        if isinstance(node, dict) and isinstance(node.get(key), str) and not Path(node[key]).expanduser().is_absolute():
-            node[key] = str((base / Path(node[key]).expanduser()).resolve())
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and "\0" not in value and not Path(value).expanduser().is_absolute():
+            node[key] = str((base / Path(value).expanduser()).resolve())
 
     fix(raw.get("data"), "root")
     groups = (raw.get("fleet") or {}).get("groups") if isinstance(raw.get("fleet"), dict) else None
@@ -335,6 +555,7 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     file's folder; relative paths given with `--set` are taken relative to the working
     directory.
     """
+    overrides = list(overrides or [])
     raw = _resolve_paths(read_scenario_file(path), Path(path).parent)
-    raw = apply_overrides(raw, overrides or [])
-    return scenario_from_dict(raw, source=str(path))
+    raw = apply_overrides(raw, overrides)
+    return scenario_from_dict(raw, source=str(path), overrides=overrides)

@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.transforms import blended_transform_factory
 
 from sim.plots import time_unit
 
@@ -35,7 +36,7 @@ __all__ = [
     "sweep_axes",
 ]
 
-_STYLE = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9, "figure.dpi": 120}
+_STYLE: Any = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9, "figure.dpi": 120}
 _LABELS = {
     "final_accuracy": "final test accuracy (%)",
     "best_accuracy": "best test accuracy (%)",
@@ -155,16 +156,31 @@ def _error_lines(ax: Any, stats: pd.DataFrame, x: str | None, colours: dict[str,
     where = dict(zip(map(str, xs_all), pos))
     groups = list(stats.groupby("line", sort=False))
     step = 0.012 * ((max(pos) - min(pos)) or 1.0)  # dodge the lines so error bars do not hide each other
-    for i, (line, s) in enumerate(groups):
-        s = s[s["n"] > 0]
+    top = blended_transform_factory(ax.transData, ax.transAxes)  # x in data, y as a share of the panel
+    any_never = False
+    for i, (line, group) in enumerate(groups):
+        s, never = group[group["n"] > 0], group[group["n"] == 0]
         dodge = (i - (len(groups) - 1) / 2) * step
         xs = [where[str(v)] + dodge for v in (s[x] if x else ["all"] * len(s))]
-        ax.errorbar(xs, s["mean"] / scale, yerr=s["std"].fillna(0) / scale, color=colours[line], marker="o",
-                    markersize=4, linewidth=1.6, capsize=3, label=line)
+        if len(s):
+            ax.errorbar(xs, s["mean"] / scale, yerr=s["std"].fillna(0) / scale, color=colours[line], marker="o",
+                        markersize=4, linewidth=1.6, capsize=3, label=line)
         for xv, (_, r) in zip(xs, s.iterrows()):
             if r["n"] < r["total"]:
                 ax.annotate(f"{int(r['n'])}/{int(r['total'])}", (xv, r["mean"] / scale), textcoords="offset points",
                             xytext=(4, 4), fontsize=7, color=colours[line])
+        # No seed has a value here (e.g. none reached the target): a marker at the top, never a silent gap.
+        xs_never = [where[str(v)] + dodge for v in (never[x] if x else ["all"] * len(never))]
+        if xs_never:
+            any_never = True
+            ax.plot(xs_never, [0.96] * len(xs_never), transform=top, linestyle="none", marker="v", markersize=6,
+                    color=colours[line], clip_on=False, label=None if len(s) else line)
+            for xv, (_, r) in zip(xs_never, never.iterrows()):
+                ax.annotate(f"0/{int(r['total'])}", (xv, 0.96), xycoords=top, textcoords="offset points",
+                            xytext=(0, -11), ha="center", fontsize=7, color=colours[line])
+    if any_never:
+        ax.annotate("\u25bc 0/n: no seed has a value (never reached)", (0.0, 1.01), xycoords="axes fraction",
+                    va="bottom", fontsize=7, color="0.3")
     if ticks is not None:
         ax.set_xticks(pos, ticks)
     ax.grid(alpha=0.3)

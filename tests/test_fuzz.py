@@ -259,7 +259,7 @@ def test_scenario_yaml_files(tmp_path):
 
 
 # ------------------------------------------------------------------ the command line
-class _Accepted(Exception):
+class _Accepted(BaseException):  # not an Exception: the CLI turns those into "internal error"
     """A command line valid enough to start a run (stubbed out: the fuzzer never runs anything)."""
 
 

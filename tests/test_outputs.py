@@ -188,19 +188,49 @@ def test_cache_key_covers_every_input(tmp_path):
 
 
 def test_cache_removes_temporaries_of_interrupted_writes(tmp_path):
-    (tmp_path / ".tmp-abc.npz").write_bytes(b"half")
+    (tmp_path / ".tmp-abc.bin").write_bytes(b"half")
     ResultCache(tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["hmac.key"]
 
 
-def test_data_digest_is_computed_once_per_data_set(tmp_path):
+def test_data_digest_is_computed_once_per_data_set(tmp_path, monkeypatch):
     import torch
 
+    import fl.result_cache
+
+    hashed = []
+    original = fl.result_cache._digest_tensor
+    monkeypatch.setattr(fl.result_cache, "_digest_tensor", lambda h, t: (hashed.append(t), original(h, t)))
     cache = ResultCache(tmp_path)
     x, y = torch.zeros(3, 2), torch.arange(3)
     first = cache.data_digest(x, y)
-    assert cache.data_digest(x, y) == first
-    assert cache.data_digest(torch.ones(3, 2), y) != first
+    assert len(hashed) == 2
+    assert cache.data_digest(x, y) == first and len(hashed) == 2  # the same tensors: not hashed again
+    assert cache.data_digest(torch.ones(3, 2), y) != first and len(hashed) == 4
+
+
+def test_a_base_model_is_hashed_once_for_all_the_jobs_on_it(tmp_path, monkeypatch):
+    import fl.result_cache
+
+    cache = ResultCache(tmp_path)
+    calls = []
+    sha256 = fl.result_cache.hashlib.sha256
+    monkeypatch.setattr(fl.result_cache.hashlib, "sha256", lambda *a: (calls.append(len(a)), sha256(*a))[1])
+    base = np.arange(1000, dtype=np.float32)
+    keys = {_key(cache, seed=s, base_params=base) for s in range(5)}
+    assert len(keys) == 5 and calls.count(1) == 1  # one digest of the base model's bytes for 5 jobs
+    changed = base.copy()
+    changed[0] = 1.0
+    assert _key(cache, base_params=changed) != _key(cache, base_params=base)  # content, not identity
+
+
+def test_an_entry_is_only_the_raw_parameters_a_header_and_a_tag(tmp_path):
+    from fl.result_cache import ENTRY_OVERHEAD
+
+    cache = ResultCache(tmp_path)
+    cache.put(_key(cache), LocalResult(np.ones(1000, np.float32), 3, 0.5))
+    (entry,) = tmp_path.glob("*.bin")
+    assert entry.stat().st_size == 4 * 1000 + ENTRY_OVERHEAD == ResultCache.entry_nbytes(1000)
 
 
 def test_run_times_are_the_only_difference_between_two_runs(tmp_path, assert_same_outputs):

@@ -40,6 +40,12 @@ def _tiny(**stop):
     return scenario_from_dict({**TINY, "training": training, "stop": {**TINY["stop"], **stop}})
 
 
+@pytest.fixture(scope="module")
+def ref20():
+    """The metrics of an uninterrupted 20-simulated-second run (shared: every resume must end with them)."""
+    return run_scenario(_tiny(max_time_s=20)).metrics
+
+
 def _leftovers(d: Path) -> list[str]:
     """Temporary files of interrupted writes (there must be none)."""
     return sorted(p.name for p in d.rglob(".*") if p.name != ".lock")
@@ -75,7 +81,7 @@ def test_interrupted_run_resumes_to_identical_outputs(tmp_path, monkeypatch, ass
     manifest = read_manifest(out)
     assert manifest["status"] == "interrupted" and "resume" in manifest["error"]
     assert not any((out / name).exists() for name in OUTPUT_FILES)  # nothing that looks finished
-    assert len(list((out / CACHE_DIR).glob("*.npz"))) == 11
+    assert len(list((out / CACHE_DIR).glob("*.bin"))) == 11
     assert _leftovers(out) == []
 
     resumed = run_scenario(scenario, out)
@@ -128,40 +134,142 @@ def test_a_second_process_cannot_write_into_a_running_directory(tmp_path):
         run.close()
 
 
-def test_corrupt_cache_entries_are_retrained(tmp_path, monkeypatch):
+def test_corrupt_cache_entries_are_retrained(tmp_path, monkeypatch, caplog, ref20):
     scenario = _tiny(max_time_s=20)
-    ref = run_scenario(scenario)
     with monkeypatch.context() as m:
         _Interrupt(m, after=6)
         with pytest.raises(KeyboardInterrupt):
             run_scenario(scenario, tmp_path)
-    entries = sorted((tmp_path / CACHE_DIR).glob("*.npz"))
+    entries = sorted((tmp_path / CACHE_DIR).glob("*.bin"))
     entries[0].write_bytes(entries[0].read_bytes()[:100])  # truncated
-    entries[1].write_bytes(b"not a zip file")
-    resumed = run_scenario(scenario, tmp_path)
+    entries[1].write_bytes(b"not an entry")
+    with caplog.at_level("WARNING", logger="ppafl.cache"):
+        resumed = run_scenario(scenario, tmp_path)
     assert resumed.manifest["training_cache"]["jobs_reused"] == len(entries) - 2
-    assert resumed.metrics.equals(ref.metrics)
+    assert resumed.manifest["training_cache"]["entries_rejected"] == 2
+    assert "is not used: the job is trained again" in caplog.text
+    assert resumed.metrics.equals(ref20)
 
 
-def test_a_full_disk_stops_caching_but_not_the_run(tmp_path, monkeypatch):
+def _cached_run(tmp_path: Path, monkeypatch, name: str, after: int = 6) -> Path:
+    """An interrupted run of the tiny scenario in tmp_path/name, its cache holding after-1 entries."""
+    out = tmp_path / name
+    with monkeypatch.context() as m:
+        _Interrupt(m, after=after)
+        with pytest.raises(KeyboardInterrupt):
+            run_scenario(_tiny(max_time_s=20), out)
+    return out / CACHE_DIR
+
+
+def test_a_rewritten_entry_is_rejected_never_used(tmp_path, monkeypatch, caplog, ref20):
+    """The issue's case: an entry rewritten with other parameters under the same name, resumed."""
+    cache = _cached_run(tmp_path, monkeypatch, "run")
+    victim = min(cache.glob("*.bin"))
+    data = bytearray(victim.read_bytes())
+    data[200:204] = np.float32(123.0).tobytes()  # one parameter changed, header and tag kept
+    victim.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="ppafl.cache"):
+        resumed = run_scenario(_tiny(max_time_s=20), tmp_path / "run")
+    assert f"{victim.name} failed its authentication check" in caplog.text
+    assert resumed.manifest["training_cache"]["entries_rejected"] == 1
+    assert resumed.metrics.equals(ref20)  # the job was retrained, the model is the right one
+
+
+def test_entries_of_another_run_are_rejected(tmp_path, monkeypatch, caplog, ref20):
+    """Copied from another run (same scenario, so the same names): that run's key did not sign them here."""
+    theirs = _cached_run(tmp_path, monkeypatch, "theirs", after=8)
+    ours = _cached_run(tmp_path, monkeypatch, "ours", after=2)
+    copied = 0
+    for entry in theirs.glob("*.bin"):
+        if not (ours / entry.name).exists():
+            (ours / entry.name).write_bytes(entry.read_bytes())
+            copied += 1
+    assert copied > 0
+    with caplog.at_level("WARNING", logger="ppafl.cache"):
+        resumed = run_scenario(_tiny(max_time_s=20), tmp_path / "ours")
+    assert resumed.manifest["training_cache"]["entries_rejected"] == copied
+    assert resumed.manifest["training_cache"]["jobs_reused"] == 1
+    assert resumed.metrics.equals(ref20)
+
+
+def test_the_cache_is_private_to_its_owner(tmp_path, monkeypatch, caplog):
+    import stat as st
+
+    cache = _cached_run(tmp_path, monkeypatch, "run")
+    assert st.S_IMODE(cache.stat().st_mode) == 0o700
+    key = cache / "hmac.key"
+    assert st.S_IMODE(key.stat().st_mode) == 0o600 and key.stat().st_size == 32
+    assert all(st.S_IMODE(e.stat().st_mode) == 0o600 for e in cache.glob("*.bin"))
+    key.chmod(0o644)  # readable by others: whoever read it could sign entries, so it is replaced
+    with caplog.at_level("WARNING", logger="ppafl.cache"):
+        resumed = run_scenario(_tiny(max_time_s=20), tmp_path / "run")
+    assert "readable by others" in caplog.text
+    assert resumed.manifest["training_cache"]["jobs_reused"] == 0
+    assert resumed.manifest["training_cache"]["entries_rejected"] == 5
+
+
+def test_a_failed_start_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "run"
+    bad = _tiny(max_time_s=20).model_copy(update={"data": _tiny().data.model_copy(
+        update={"dataset": "mnist", "root": str(tmp_path / "no-data")})})
+    with pytest.raises(Exception, match="MNIST"):
+        run_scenario(bad, out)
+    assert not out.exists()  # so the corrected command is not refused
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(Exception, match="MNIST"):
+        run_scenario(bad, tmp_path / "mine")
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    assert run_scenario(_tiny(max_time_s=10), out).manifest["status"] == "finished"
+
+
+def test_a_failure_after_cached_jobs_keeps_them_for_the_resume(tmp_path, monkeypatch):
     scenario = _tiny(max_time_s=20)
-    ref = run_scenario(scenario)
-    writes = []
-    savez = np.savez
+    original = ClientWorkload.seal
+    calls = []
 
-    def savez_until_full(*args, **kwargs):
+    def seal_then_fail(workload, *args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("worker lost")
+        return original(workload, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(ClientWorkload, "seal", seal_then_fail)
+        with pytest.raises(RuntimeError):
+            run_scenario(scenario, tmp_path)
+    manifest = read_manifest(tmp_path)
+    assert manifest["status"] == "failed" and len(list((tmp_path / CACHE_DIR).glob("*.bin"))) >= 3
+    resumed = run_scenario(scenario, tmp_path)
+    assert resumed.manifest["training_cache"]["jobs_reused"] >= 3
+
+
+def test_a_full_disk_stops_caching_but_not_the_run(tmp_path, monkeypatch, caplog, ref20):
+    scenario = _tiny(max_time_s=20)
+    import fl.result_cache
+
+    writes = []
+    write_entry = fl.result_cache._write_entry
+
+    def write_until_full(path, parts):
         writes.append(1)
         if len(writes) > 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        savez(*args, **kwargs)
+        write_entry(path, parts)
 
-    monkeypatch.setattr("fl.result_cache.np.savez", savez_until_full)
-    with pytest.warns(RuntimeWarning, match="stopped storing results.*No space left on device"):
+    monkeypatch.setattr(fl.result_cache, "_write_entry", write_until_full)
+    with caplog.at_level("WARNING", logger="ppafl.cache"):
         done = run_scenario(scenario, tmp_path)
-    assert done.metrics.equals(ref.metrics) and done.manifest["status"] == "finished"
+    assert "stopped storing results" in caplog.text and "No space left on device" in caplog.text
+    assert done.metrics.equals(ref20) and done.manifest["status"] == "finished"
     assert "No space left" in done.manifest["training_cache"]["write_error"]
     assert len(writes) == 4  # storing stopped at the first failure
     assert _leftovers(tmp_path) == []
+
+
+def test_no_cache_runs_and_says_so(tmp_path):
+    done = run_scenario(_tiny(max_time_s=10), tmp_path, cache=False)
+    assert done.manifest["training_cache"] == "off" and not (tmp_path / CACHE_DIR).exists()
 
 
 # ------------------------------------------------------------------ a real process, really killed
@@ -174,7 +282,7 @@ def _start(scenario_file: Path, out: Path) -> subprocess.Popen:
 def _stop_when_cached(proc: subprocess.Popen, out: Path, entries: int, sig: int) -> tuple[int, str]:
     """Send `sig` once the run has `entries` finished training jobs on disk."""
     deadline = time.monotonic() + 240
-    while len(list((out / CACHE_DIR).glob("*.npz"))) < entries:
+    while len(list((out / CACHE_DIR).glob("*.bin"))) < entries:
         assert proc.poll() is None, f"the run ended before it could be stopped: {proc.communicate()}"
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.02)
@@ -232,7 +340,7 @@ def test_killed_process_resumes_to_identical_outputs(tmp_path, assert_same_outpu
     final = _start(scenario_file, out)
     stdout, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
-    assert "resumed (attempt 3)" in stdout
+    assert "resuming the run in" in err and "(attempt 3)" in err and "resumed (attempt 3)" in stdout
     manifest = read_manifest(out)
     assert manifest["status"] == "finished" and manifest["training_cache"]["jobs_reused"] >= 30
     assert_same_outputs(ref, out)

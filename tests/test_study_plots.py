@@ -82,3 +82,18 @@ def test_figures_are_written(table: pd.DataFrame, tmp_path: Path) -> None:
     devices = pd.DataFrame({"line": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "rate": [0.0] * 4,
                             "device_class": ["rpi4", "rpi4", "mcu", "mcu"], "energy_j": [5.0, 6.0, 1.0, 2.0]})
     assert plot_energy_by_class(devices, tmp_path / "e.png", x="rate").stat().st_size > 10_000
+
+
+def test_a_line_that_never_reached_the_target_is_marked_not_dropped(table: pd.DataFrame, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    import matplotlib.axes
+
+    never = table.assign(time_to_target_s=np.where(table["strategy.name"] == "fedavg", np.nan,
+                                                   table["time_to_target_s"]))
+    notes: list[str] = []
+    original = matplotlib.axes.Axes.annotate
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate",
+                        lambda ax, text, *a, **k: (notes.append(text), original(ax, text, *a, **k))[1])
+    plot_sensitivity(never, FIELDS, tmp_path / "s.png")
+    assert notes.count("0/2") == 2  # fedavg at both dropout rates: none of its 2 seeds reached the target
+    assert any("no seed has a value" in n for n in notes)
