@@ -77,7 +77,15 @@ def test_homomorphic_add_and_plaintext_multiply(m1, m2, k1, k2):
 def test_encryption_is_the_paper_formula_with_r1_uniform_mod_q():
     sk, pk = _key()
     msgs = [5, -7, 2**150, -(2**150)]
-    for m, c in zip(msgs, encrypt_many(sk, msgs, RandomSource(99, stream=2))):
+    # Replay the seeded stream: c must be exactly r*L + m + p*t for the r and t it draws.
+    replay = RandomSource(99, stream=2)
+    rs, width = she._random_multipliers(replay, len(msgs), sk.params)
+    ts = replay.integers_below(sk.q, len(msgs))
+    expected = [int.from_bytes(rs[i * width : (i + 1) * width], "little") * sk.L + m + sk.p * t
+                for i, (m, t) in enumerate(zip(msgs, ts))]
+    ciphertexts = encrypt_many(sk, msgs, RandomSource(99, stream=2))
+    assert ciphertexts == expected
+    for m, c in zip(msgs, ciphertexts):
         assert type(c) is int and 0 <= c < pk.n
         x = c % sk.p  # r*L + m
         r, rem = divmod(x - m, sk.L)
