@@ -63,7 +63,7 @@ def run_cell(devices: int, versions: int) -> dict[str, Any]:
 
     scenario = scenario_from_dict(time_only_scenario(devices, versions))
     cpu0, t0 = time.process_time(), time.perf_counter()
-    sim = Simulation(scenario)
+    sim = Simulation.from_scenario(scenario)
     t1 = time.perf_counter()
     sim.run()
     cpu2, t2 = time.process_time(), time.perf_counter()
@@ -131,7 +131,7 @@ def breakdown() -> dict[str, Any]:
         for owner, attr, bucket in timed:
             stack.enter_context(_timed(owner, attr, bucket, spent))
         t0 = time.perf_counter()
-        simulation = Simulation(scenario_from_dict(raw))
+        simulation = Simulation.from_scenario(scenario_from_dict(raw))
         try:
             simulation.run()
         finally:

@@ -15,22 +15,27 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from fl.result_cache import ResultCache
 from sim.atomic import atomic_write
 from sim.engine import Simulation
-from sim.limits import check_resources
+from sim.limits import check_resources, machine_memory_bytes
 from sim.manifest import RunDir, open_run
-from sim.plots import plot_accuracy, plot_device_timeline
 from sim.scenario import Scenario
+from sim.watchdog import DEFAULT_MAX_EVENTS, RunBudget
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["OUTPUT_FILES", "RunResult", "atomic_write", "run_scenario", "time_to_accuracy", "write_outputs"]
 
-OUTPUT_FILES = ("metrics.csv", "events.csv", "devices.csv", "summary.json", "accuracy_vs_time.png", "device_timeline.png")
+OUTPUT_FILES = (
+    "metrics.csv", "events.csv", "events.parquet", "devices.csv", "summary.json", "accuracy_vs_time.png",
+    "device_timeline.png",
+)
 
 
 @dataclass
@@ -49,37 +54,38 @@ def time_to_accuracy(metrics: pd.DataFrame, target: float) -> float | None:
 
 
 def _device_table(sim: Simulation) -> pd.DataFrame:
-    rows = []
-    end = sim.now
-    for dev, tot in zip(sim.devices, sim.totals):
-        energy = dev.battery.energy_by_cause()
-        outages = dev.link.outages_between(0.0, end)
-        rows.append(
-            {
-                "device": dev.id,
-                "device_class": dev.device_class,
-                "link_class": dev.link_class,
-                "num_samples": sim.workload.num_samples(dev.id),
-                "energy_j": sum(v for k, v in energy.items() if k != "recharge"),
-                **{f"energy_{k}_j": v for k, v in sorted(energy.items())},
-                "bytes_sent": tot.bytes_sent,
-                "bytes_received": tot.bytes_received,
-                "outages": len(outages),
-                "outage_s": float(sum(min(e, end) - s for s, e in outages)),
-                "transfer_restarts": tot.transfer_restarts,
-                "jobs": tot.jobs,
-                "updates_sent": tot.updates_sent,
-                "jobs_failed": tot.jobs_failed,
-                "invitations_declined": tot.declined,
-                "battery_depletions": tot.depletions,
-                "dropped_out": bool(dev.availability.dropout_time <= end),
-            }
-        )
-    return pd.DataFrame(rows)
+    """One row per device, built from the fleet's arrays (a device never touched only idled)."""
+    import pandas as pd
+
+    fleet, end = sim.fleet, sim.now
+    energy = fleet.energy_by_cause(end)
+    depletions = energy.pop("depletions")
+    groups = fleet.groups
+    table: dict[str, Any] = {
+        "device": np.arange(len(fleet)),
+        "device_class": np.array([g.device_class for g in groups], dtype=object)[fleet.group_of],
+        "link_class": np.array([g.link_class for g in groups], dtype=object)[fleet.group_of],
+        "num_samples": np.asarray(sim.workload.samples, dtype=np.int64),
+        "energy_j": sum(v for k, v in energy.items() if k != "recharge"),
+        **{f"energy_{k}_j": v for k, v in sorted(energy.items())},
+        "bytes_sent": fleet.counter("bytes_sent"),
+        "bytes_received": fleet.counter("bytes_received"),
+        "outages": fleet.counter("outages"),
+        "outage_s": fleet.counter("outage_s"),
+        "transfer_restarts": fleet.counter("transfer_restarts"),
+        "jobs": fleet.counter("jobs"),
+        "updates_sent": fleet.counter("updates_sent"),
+        "jobs_failed": fleet.counter("jobs_failed"),
+        "invitations_declined": fleet.counter("invitations_declined"),
+        "battery_depletions": depletions,
+        "dropped_out": fleet.dropout_s <= end,
+    }
+    return pd.DataFrame({k: np.array(v, copy=True) for k, v in table.items()})
 
 
-def _summary(sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall_s: float) -> dict[str, Any]:
-    sc = sim.scenario
+def _summary(
+    sc: Scenario, sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall_s: float
+) -> dict[str, Any]:
     acc = metrics["accuracy"]
     final = metrics.iloc[-1]
     stats = dict(sim.server.stats)
@@ -117,10 +123,12 @@ def _summary(sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall
     }
 
 
-def _simulate(scenario: Scenario, executor: str, progress: bool, cache: ResultCache | None) -> RunResult:
+def _simulate(
+    scenario: Scenario, executor: str, progress: bool, cache: ResultCache | None, budget: RunBudget
+) -> RunResult:
     """Build and run the simulation; finished training jobs go through `cache`."""
     t0 = time.perf_counter()
-    sim = Simulation(scenario, executor=executor, progress=progress, cache=cache)
+    sim = Simulation.from_scenario(scenario, executor=executor, progress=progress, cache=cache, budget=budget)
     try:
         sim.run()
     finally:
@@ -128,7 +136,8 @@ def _simulate(scenario: Scenario, executor: str, progress: bool, cache: ResultCa
             sim.workload.executor.close()
     metrics = sim.recorder.metrics()
     devices = _device_table(sim)
-    return RunResult(metrics, sim.recorder.events(), devices, _summary(sim, metrics, devices, time.perf_counter() - t0))
+    summary = _summary(scenario, sim, metrics, devices, time.perf_counter() - t0)
+    return RunResult(metrics, sim.recorder.events(), devices, summary)
 
 
 def run_scenario(
@@ -140,28 +149,39 @@ def run_scenario(
     overwrite: bool = False,
     command: list[str] | None = None,
     memory_limit: int | None = None,
+    budget: RunBudget | None = None,
+    cache: bool = True,
 ) -> RunResult:
     """Simulate `scenario`; with `out_dir`, resumably, writing the outputs there.
 
     Refuses up front (`ResourceLimitError`) a scenario whose estimated memory exceeds
-    `memory_limit` bytes (default: this machine's memory). With `out_dir`: a finished run
-    there is refused unless `overwrite`; an unfinished run of the same scenario is resumed;
+    `memory_limit` bytes (default: this machine's memory). `budget` bounds the run as it
+    goes (`RunBudget`: events, memory, steps without simulated progress); by default its
+    memory limit is `memory_limit` (or this machine's memory) and a run over it stops with
+    `BudgetExceeded`. With `out_dir`: a finished run there is refused unless `overwrite`;
+    an unfinished run of the same scenario is resumed, taking finished training jobs from
+    the run's cache (`cache=False` keeps none: a resumed run then retrains every job);
     the manifest ends `finished`, `failed` (with the error) or `interrupted`.
     """
     check_resources(scenario, memory_limit)
+    if budget is None:
+        limit = machine_memory_bytes() if memory_limit is None else int(memory_limit)
+        budget = RunBudget(max_events=DEFAULT_MAX_EVENTS, max_memory_bytes=limit)
     if out_dir is None:
-        return _simulate(scenario, executor, progress, None)
+        return _simulate(scenario, executor, progress, None, budget)
     run = open_run(out_dir, scenario, OUTPUT_FILES, command=command, overwrite=overwrite)
     try:
-        return _run_in(run, scenario, executor, progress)
+        return _run_in(run, scenario, executor, progress, budget, cache)
     finally:
         run.close()
 
 
-def _run_in(run: RunDir, scenario: Scenario, executor: str, progress: bool) -> RunResult:
+def _run_in(
+    run: RunDir, scenario: Scenario, executor: str, progress: bool, budget: RunBudget, use_cache: bool
+) -> RunResult:
+    cache = ResultCache(run.cache_dir) if use_cache else None
     try:
-        cache = ResultCache(run.cache_dir)
-        result = _simulate(scenario, executor, progress, cache)
+        result = _simulate(scenario, executor, progress, cache, budget)
         write_outputs(result, run.path)
     except KeyboardInterrupt:
         run.mark("interrupted", error="interrupted (Ctrl-C or SIGTERM); run the same command again to resume")
@@ -169,9 +189,11 @@ def _run_in(run: RunDir, scenario: Scenario, executor: str, progress: bool) -> R
     except BaseException as exc:
         run.mark("failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    stats = {"jobs_reused": cache.hits, "jobs_trained": cache.misses} if cache.hits + cache.misses else None
-    if cache.write_error is not None:
-        stats = {**(stats or {}), "write_error": cache.write_error}
+    stats = None
+    if cache is not None:
+        stats = {"jobs_reused": cache.hits, "jobs_trained": cache.misses} if cache.hits + cache.misses else None
+        if cache.write_error is not None:
+            stats = {**(stats or {}), "write_error": cache.write_error}
     run.mark("finished", wall_clock_s=result.summary["wall_clock_s"], training_cache=stats)
     shutil.rmtree(run.cache_dir, ignore_errors=True)  # only needed to resume an unfinished run
     result.manifest = run.manifest
@@ -179,10 +201,14 @@ def _run_in(run: RunDir, scenario: Scenario, executor: str, progress: bool) -> R
 
 
 def write_outputs(result: RunResult, out: Path) -> None:
-    """Write metrics.csv, events.csv, devices.csv, summary.json and the two figures into `out`, each atomically."""
+    """Write metrics.csv, events.csv/.parquet, devices.csv, summary.json and the two figures into `out`, each
+    atomically."""
+    from sim.plots import plot_accuracy, plot_device_timeline
+
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "metrics.csv", lambda p: result.metrics.to_csv(p, index=False))
     atomic_write(out / "events.csv", lambda p: result.events.to_csv(p, index=False))
+    atomic_write(out / "events.parquet", lambda p: result.events.to_parquet(p, engine="pyarrow", index=False))
     atomic_write(out / "devices.csv", lambda p: result.devices.to_csv(p, index=False))
     atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(result.summary, indent=2) + "\n"))
     name = result.summary["scenario"]["name"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fl.data import load_dataset
-from fl.executors import make_executor
+from fl.executors import TRAIN_THREADS, make_executor, torch_threads
 from fl.global_model import GlobalModels
 from fl.jobs import ClientWorkload
 from fl.models import build_model, flops_per_sample
@@ -38,6 +38,7 @@ class Workload:
 
     num_params: int
     flops_per_sample: float
+    epochs: int  # local epochs per job
     samples: np.ndarray
     encrypted: bool
     crypto_params: dict[str, int]  # paper-encryption-equivalent parameter counts per operation
@@ -101,6 +102,7 @@ def build_workload(
     common = {
         "num_params": num_params,
         "flops_per_sample": flops,
+        "epochs": scenario.training.epochs,
         "encrypted": encrypted,
         "crypto_params": {op: round(num_params * CRYPTO_COST[(enc.params, op)]) for op in ("encrypt", "decrypt")},
         "download_nbytes": nbytes,
@@ -124,7 +126,8 @@ def build_workload(
         x_test, y_test = x_test[: data_cfg.max_test_samples], y_test[: data_cfg.max_test_samples]
 
     def _evaluate(params: np.ndarray) -> tuple[float, float]:
-        return evaluate(t.model, params, x_test, y_test)
+        with torch_threads(TRAIN_THREADS):  # as training: no oversubscribed cores (process workers train meanwhile)
+            return evaluate(t.model, params, x_test, y_test)
 
     return Workload(
         samples=np.array([len(s) for s in shards], dtype=np.int64),

@@ -50,7 +50,7 @@ SCENARIO = {
 
 
 def _simulate(executor: str) -> Simulation:
-    sim = Simulation(scenario_from_dict(SCENARIO), executor=executor)
+    sim = Simulation.from_scenario(scenario_from_dict(SCENARIO), executor=executor)
     try:
         sim.run()
     finally:

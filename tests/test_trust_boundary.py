@@ -16,7 +16,7 @@ from sim.scenario import scenario_from_dict
 
 CLIENT_SIDE = {
     "SecretKey", "KeyHolder", "ClientCodec", "GlobalModels", "Job", "ClientUpload", "ClientWorkload",
-    "Simulation", "Workload", "Device", "Environment",
+    "Simulation", "Workload", "Device", "Environment", "Fleet", "DeviceJob", "Monitor", "Recorder", "Watchdog",
     "SequentialExecutor", "BatchedExecutor", "ProcessExecutor", "RayExecutor",
 }
 
@@ -44,7 +44,7 @@ def _violations(objects: list) -> list[str]:
 @pytest.mark.parametrize("executor", ["sequential", "batched", "process"])
 @pytest.mark.parametrize("encryption", [{"mode": "real", "params": "high_throughput"}], ids=["she"])
 def test_server_reaches_nothing_of_the_client_side(executor, encryption, reachable):
-    sim = Simulation(scenario_from_dict(_scenario(encryption)), executor=executor)
+    sim = Simulation.from_scenario(scenario_from_dict(_scenario(encryption)), executor=executor)
     snapshots = []
 
     def inspect():
