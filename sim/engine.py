@@ -56,7 +56,8 @@ class Simulation:
 
     The simulation is the server's `Network`: the server reaches devices, timers, the
     clients' payloads and the key holders only through the calls it makes on it.
-    `seed` seeds the training jobs (`fl.jobs.task_seed`); `budget` bounds the run.
+    `seed` seeds the training jobs (`fl.jobs.task_seed`); `budget` bounds the run; `name`
+    names it in error messages.
     """
 
     def __init__(
@@ -69,7 +70,7 @@ class Simulation:
         seed: int = 0,
         recorder: Recorder | None = None,
         budget: RunBudget | None = None,
-        name: str = "run",
+        name: str | None = None,
     ) -> None:
         if server.num_clients != len(fleet) or len(workload.samples) != len(fleet):
             raise ValueError(
@@ -81,11 +82,9 @@ class Simulation:
         self.models = workload.models
         self.recorder = recorder if recorder is not None else Recorder()
         self.seed = seed
-        self.name = name
         self.budget = budget if budget is not None else RunBudget()
-        self.watchdog = Watchdog(
-            self.budget, len(fleet), lambda: self.recorder.num_events, self.recorder.recent, f"run {name!r}"
-        )
+        what = "the run" if name is None else f"scenario {name!r}"
+        self.watchdog = Watchdog(self.budget, len(fleet), lambda: self.recorder.num_events, self.recorder.recent, what)
         self._work: weakref.WeakKeyDictionary[PayloadRef, Job] = weakref.WeakKeyDictionary()
         self._next_ref = 0
         self._running: dict[int, DeviceJob] = {}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -41,7 +42,9 @@ SCENARIO = {
     "seed": 3,
     "data": {"dataset": "mnist5k", "partition": "iid", "max_test_samples": 500},
     "training": {"model": "mnist_2nn", "epochs": 1, "batch_size": 20, "lr": 0.05, "prox_mu": 0.01},
-    "fleet": {"num_devices": 8},
+    "fleet": {"num_devices": 8, "groups": [{"device": "rpi4", "link": "wifi", "share": 1.0,
+                                             "link_overrides": {"mean_up_s": 0.5, "mean_down_s": 0.2}}]},
+    "failures": {"dropout_rate": 0.5, "dropout_window_s": 8.0},  # jobs cut by departures and outages too
     "strategy": {"name": "ppafl", "client_fraction": 0.5, "round_deadline_s": 60},
     "encryption": {"mode": "modeled"},
     "evaluation": {"interval_s": None, "every_versions": 1},
@@ -83,6 +86,12 @@ def test_process_pool_gives_bit_identical_models(reference):
     assert sim.server.version == reference.server.version == 3
     np.testing.assert_array_equal(sim.models.current, reference.models.current)
     assert sim.recorder.metrics().equals(reference.recorder.metrics())
+    pd.testing.assert_frame_equal(sim.recorder.events(), reference.recorder.events())  # the same event log
+
+
+def test_the_reference_run_meets_outages_and_departures(reference):
+    events = reference.recorder.events()
+    assert {"transfer_paused", "dropped_out", "device_left"} <= set(events["event"])
 
 
 def test_batched_matches_within_float_tolerance(reference, forced_batched):
@@ -95,6 +104,7 @@ def test_batched_matches_within_float_tolerance(reference, forced_batched):
     assert not np.array_equal(sim.models.current, get_flat(build_model("mnist_2nn")))
     acc_a, acc_b = sim.recorder.metrics()["accuracy"], reference.recorder.metrics()["accuracy"]
     np.testing.assert_allclose(acc_a, acc_b, atol=0.01)
+    pd.testing.assert_frame_equal(sim.recorder.events(), reference.recorder.events())  # the same event log
 
 
 @pytest.mark.slow
