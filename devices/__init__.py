@@ -33,6 +33,7 @@ from devices.specs import (
     SolarHarvest,
     spec_dict,
 )
+from devices.streams import CounterStream, RandomStream, stream_seed, stream_seeds
 from devices.traces import (
     BANDWIDTH_FORMAT,
     SOLAR_FORMAT,
@@ -61,6 +62,7 @@ __all__ = [
     "BatterySpec",
     "Compute",
     "ComputeSpec",
+    "CounterStream",
     "Device",
     "DeviceProfile",
     "Interruption",
@@ -72,6 +74,7 @@ __all__ = [
     "PermanentDropout",
     "PowerProfile",
     "ProfileError",
+    "RandomStream",
     "Segment",
     "SolarHarvest",
     "SolarTrace",
@@ -85,4 +88,6 @@ __all__ = [
     "resolve_profile",
     "spec_dict",
     "start_days",
+    "stream_seed",
+    "stream_seeds",
 ]

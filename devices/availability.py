@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from devices.specs import DAY_S, AvailabilitySpec, spec_dict
+from devices.streams import RandomStream
 
 __all__ = ["Availability", "draw_dropout_times", "in_daily_window"]
 
@@ -46,7 +47,7 @@ class Availability:
 
     __slots__ = ("_rng", "declined", "dropout_time", "spec")
 
-    def __init__(self, spec: AvailabilitySpec, rng: np.random.Generator, dropout_time: float = math.inf) -> None:
+    def __init__(self, spec: AvailabilitySpec, rng: RandomStream, dropout_time: float = math.inf) -> None:
         self.spec = spec
         self._rng = rng
         self.dropout_time = float(dropout_time)

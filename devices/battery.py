@@ -126,6 +126,13 @@ class Battery:
                 raise ValueError(f"unknown energy cause {cause!r}; use one of: {', '.join(DRAW_CAUSES)}")
             if not (load_w > 0.0 and math.isfinite(load_w)):
                 raise ValueError(f"load must be finite and >= 0 W, got {load_w!r}")
+        dt = t - self._t
+        if self._cap is None and 0.0 <= dt < math.inf:  # mains power: only accounting (the engine's hot path)
+            self._t = float(t)
+            self._drawn["idle"] += self._idle_w * dt
+            if load_w:
+                self._drawn[cause] += load_w * dt
+            return
         level, depleted, harvested, on_s, depletions = self._integrate(t, load_w)
         self._t, self._level, self._depleted = float(t), level, depleted
         self._harvested += harvested
@@ -184,8 +191,11 @@ class Battery:
             return t1, level - drain_w * (t1 - t), 0.0, False
         cap = self._cap
         assert cap is not None
+        # Float dust: what is left below this is empty (the joules of a few ulps of t1 at this drain), so that
+        # advancing to the time `time_empty` gave empties the battery however the span is cut.
+        dust = self._eps + 1e-15 * drain_w * t1
         drain = drain_w * (t1 - t)
-        if level - drain > self._eps:  # cannot empty: if it cannot fill up either, no piece is clamped
+        if level - drain > dust:  # cannot empty: if it cannot fill up either, no piece is clamped
             gain = prof.energy(t, t1)
             if level + gain < cap:
                 return t1, level + gain - drain, gain, False
@@ -202,7 +212,7 @@ class Battery:
                     u = t + (cap - level) / net
                     harvested += p * (u - t) + drain_w * (b - u)
                     level = cap
-                elif net < 0.0 and new <= self._eps:
+                elif net < 0.0 and new <= dust:
                     z = min(b, t + level / -net)
                     harvested += p * (z - t)
                     return z, 0.0, harvested, True

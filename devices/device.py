@@ -6,14 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from devices.availability import Availability
 from devices.battery import Battery
 from devices.compute import Compute
 from devices.interruptions import BatteryDepletion, InterruptionSource, LinkOutages, PermanentDropout
 from devices.link import Link
 from devices.specs import AvailabilitySpec, DeviceProfile, spec_dict
+from devices.streams import RandomStream
 
 __all__ = ["Device"]
 
@@ -21,8 +20,9 @@ __all__ = ["Device"]
 class Device:
     """One simulated device.
 
-    Its models draw from `rng` (one independent stream per device): the link draws its
-    trace row and outage-schedule seed at construction; later draws (training jitter,
+    Its models draw from `rng` (one independent stream per device, a `devices.streams`
+    stream or a numpy Generator): the link draws its trace row and outage-schedule seed at
+    construction; later draws (training jitter,
     bandwidth, declined invitations) follow the order of calls. The dropout time and the
     solar start day are drawn by the fleet for all devices at once and passed in.
     `sources` hold what can interrupt its jobs: its dropout (if it ever leaves), its
@@ -39,7 +39,7 @@ class Device:
         link_class: str,
         profile: DeviceProfile,
         availability: AvailabilitySpec,
-        rng: np.random.Generator,
+        rng: RandomStream,
         dropout_time: float = math.inf,
         start_day: int = 0,
     ) -> None:

@@ -2,7 +2,7 @@
 
 The outage schedule alternates exponential up and down periods (means mean_up_s,
 mean_down_s), starting up at time 0. It is drawn lazily, in batches, from a private
-stream seeded by one draw from the device's generator at construction, so it does not
+stream seeded by one draw from the device's stream at construction, so it does not
 depend on the order of queries and costs nothing for a device that never transfers.
 
 A transfer attempt is the set-up `latency_s` (no radio energy) followed by
@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from functools import lru_cache
 from typing import Any, Literal
 
-import numpy as np
-
 from devices.specs import LinkSpec, spec_dict
-from devices.traces import BandwidthTrace, read_bandwidth_trace
+from devices.streams import CounterStream, RandomStream
+from devices.traces import read_bandwidth_trace
 
 __all__ = ["Link"]
 
@@ -32,19 +30,19 @@ _FIRST_BATCH, _MAX_BATCH = 2, 64  # up/down pairs drawn per schedule extension: 
 class Link:
     """One device's link: a lazily extended on/off schedule plus bandwidth draws from `rng`."""
 
-    __slots__ = ("_mean_down", "_mean_up", "_outages", "_rng", "_sched", "_seed", "_sigma", "_sw", "_trace",
-                 "_trace_row", "spec")
+    __slots__ = ("_mean_down", "_mean_up", "_outages", "_rng", "_sched", "_sigma", "_sw", "_trace", "_trace_row",
+                 "spec")
 
-    def __init__(self, spec: LinkSpec, rng: np.random.Generator) -> None:
+    def __init__(self, spec: LinkSpec, rng: RandomStream) -> None:
         self.spec = spec
         self._rng = rng
-        self._trace = _trace_of(spec)
+        self._trace = read_bandwidth_trace(spec.bandwidth_trace) if spec.bandwidth_trace is not None else None
         self._trace_row = int(rng.integers(len(self._trace.down_bps))) if self._trace is not None else 0
         self._sigma = _log_sigma(spec.bandwidth_cv)
         self._outages = spec.mean_down_s > 0.0
         self._mean_up, self._mean_down = spec.mean_up_s, spec.mean_down_s
-        self._seed = int(rng.bit_generator.random_raw()) if self._outages else 0
-        self._sched: np.random.Generator | None = None
+        # The schedule has a stream of its own, seeded now: it does not depend on the order of queries.
+        self._sched = CounterStream(int(rng.integers(1 << 63))) if self._outages else None
         self._sw = [0.0]  # switch times; [sw[i], sw[i+1]) is up for even i, down for odd i
 
     @property
@@ -53,14 +51,15 @@ class Link:
 
     # ------------------------------------------------------------------ schedule
     def _extend(self) -> None:
-        """Append more up/down pairs to the schedule (as many again as it holds, from 2 up to 64)."""
-        if self._sched is None:
-            self._sched = np.random.default_rng(self._seed)
-        n = min(_MAX_BATCH, max(_FIRST_BATCH, len(self._sw) // 2))
-        periods = np.empty(2 * n)
-        periods[0::2] = self._sched.exponential(self._mean_up, n)
-        periods[1::2] = self._sched.exponential(self._mean_down, n)
-        self._sw.extend((self._sw[-1] + np.cumsum(periods)).tolist())
+        """Append up/down pairs to the schedule: as many again as it holds, from 2 up to 64."""
+        assert self._sched is not None
+        draw, sw = self._sched.exponential, self._sw
+        t = sw[-1]
+        for _ in range(min(_MAX_BATCH, max(_FIRST_BATCH, len(sw) // 2))):
+            t += draw(self._mean_up)
+            sw.append(t)
+            t += draw(self._mean_down)
+            sw.append(t)
 
     def _index(self, t: float) -> int:
         """Index i of the schedule interval [sw[i], sw[i+1]) holding t (extends as needed)."""
@@ -122,18 +121,12 @@ class Link:
         return spec_dict(self.spec)
 
 
-@lru_cache(maxsize=256)
-def _trace_of(spec: LinkSpec) -> BandwidthTrace | None:
-    """The spec's bandwidth trace, read once per spec (the spec validated the file)."""
-    return read_bandwidth_trace(spec.bandwidth_trace) if spec.bandwidth_trace is not None else None
-
-
 def _log_sigma(cv: float) -> float:
     """Log-space sigma of a lognormal with coefficient of variation `cv`."""
     return math.sqrt(math.log1p(cv * cv))
 
 
-def _lognormal(rng: np.random.Generator, mean: float, sigma: float) -> float:
+def _lognormal(rng: RandomStream, mean: float, sigma: float) -> float:
     """A lognormal draw with the given mean and log-sigma (the mean itself when sigma is 0)."""
     if sigma == 0.0:
         return mean

@@ -7,8 +7,10 @@
   the models in `fl.batched.BATCHED_MODELS_CPU` (where that is faster) and otherwise
   trains one job after another.
 - `process` trains (and encrypts) jobs in a pool of worker processes (one per core, one
-  torch thread each), keeps the pool busy with jobs submitted ahead while the engine goes
-  on, and takes large uploads back through files in /dev/shm rather than the pipe.
+  torch thread each), forked from a fork server that imported torch once; the workers
+  start while the simulation builds, keep busy with jobs submitted ahead while the engine
+  goes on, take large uploads back through files in /dev/shm rather than the pipe, and
+  end with the process that started them (even if it is killed).
 - `ray` runs each job as a Ray task, on a local Ray or the cluster named by RAY_ADDRESS
   (`pip install .[ray]`); see `fl.ray_executor`.
 
@@ -25,6 +27,8 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import shutil
+import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections import defaultdict
@@ -47,6 +51,7 @@ __all__ = [
     "ProcessExecutor",
     "SequentialExecutor",
     "make_executor",
+    "prepare",
     "resolve_all",
     "torch_threads",
 ]
@@ -232,12 +237,32 @@ class PrefetchingExecutor(ABC):
 
 
 _WORKER_WORKLOAD: ClientWorkload | None = None
+_DRIVER_POLL_S = 0.5  # how often a worker checks that the process that started it is still alive
+_PRELOAD = ["fl.executors"]  # imported once by the fork server, so that workers start as forks of it
 
 
-def _init_worker(workload: ClientWorkload) -> None:
+def _init_worker(workload: ClientWorkload, driver_pid: int) -> None:
     global _WORKER_WORKLOAD
     torch.set_num_threads(TRAIN_THREADS)
     _WORKER_WORKLOAD = workload
+    threading.Thread(target=_exit_with_driver, args=(driver_pid,), name="ppafl-driver-watch", daemon=True).start()
+
+
+def _exit_with_driver(driver_pid: int) -> None:
+    """End this worker as soon as the driver is gone (e.g. killed with SIGKILL, which no handler sees)."""
+    while _process_alive(driver_pid):
+        time.sleep(_DRIVER_POLL_S)
+    os._exit(1)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (the pid was reused): our driver is gone
+        return False
+    return True
 
 
 def _worker_ready() -> bool:
@@ -249,29 +274,54 @@ def _train_in_worker(task: TrainingTask, base_params: np.ndarray, spool: str) ->
     return ship(_WORKER_WORKLOAD.run(task, base_params), spool)
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """The start method of worker pools: a fork server (torch imported once, workers forked from it), else spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)  # effective until the fork server first starts
+    return ctx
+
+
+def prepare(name: str) -> None:
+    """Start what executor `name` can start before its workload exists: the process pool's fork server, which
+    then imports torch while this process goes on (e.g. loads the data)."""
+    if name == "process" and "forkserver" in multiprocessing.get_all_start_methods():
+        _pool_context()
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 class ProcessExecutor(PrefetchingExecutor):
-    """Trains jobs in `workers` local processes (default: one per usable core), one torch thread each."""
+    """Trains jobs in `workers` local processes (default: one per usable core), one torch thread each.
+
+    The workers start in the background (the first job waits for them); each ends as soon as the process
+    that started it is gone, even if that was killed with SIGKILL.
+    """
 
     name = "process"
 
     def __init__(self, workload: ClientWorkload, workers: int | None = None) -> None:
         super().__init__(workload, workers or len(os.sched_getaffinity(0)))
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         import torch.multiprocessing  # noqa: F401  (registers shared-memory pickling of tensors)
 
         self._pool = cf.ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=_pool_context(),
             initializer=_init_worker,
-            initargs=(workload,),
+            initargs=(workload, os.getpid()),
         )
         self._spool = spool_directory()
         self._remove_spool = weakref.finalize(self, shutil.rmtree, self._spool, True)
-        # Start every worker now: a workload that cannot be sent fails here, not mid-run.
-        for ready in [self._pool.submit(_worker_ready) for _ in range(self.workers)]:
-            ready.result()
+        # Start every worker now, without waiting: a workload that cannot be sent fails at the first job.
+        self._starting: list[cf.Future] | None = [self._pool.submit(_worker_ready) for _ in range(self.workers)]
 
     def _launch(self, task: TrainingTask, base_params: np.ndarray) -> cf.Future:
+        if self._starting is not None:
+            for ready in self._starting:
+                ready.result()
+            self._starting = None
         return self._pool.submit(_train_in_worker, task, base_params, self._spool)
 
     def _collect(self, handles: list[cf.Future]) -> list[ClientUpload]:

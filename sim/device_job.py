@@ -89,10 +89,14 @@ class DeviceJob:
             return
         sim.job_finished(self, ref)
 
+    def _note(self, event: str) -> None:
+        """Log a detail-free event of this device now (the hot path: phase starts and ends)."""
+        sim = self.sim
+        sim.recorder.event(sim.env.now, event, self.client, sim.server.version)
+
     def _work(self, phase: str, seconds: float, joules: float, cause: str) -> Generator[Any, Any, None]:
         """Compute for `seconds` drawing `joules` in all (crypto or training)."""
-        log, c = self.sim.log, self.client
-        log(f"{phase}_start", c)
+        self._note(f"{phase}_start")
         load = joules / seconds if seconds > 0.0 else 0.0
         left = seconds
         while left > 0.0:
@@ -102,7 +106,7 @@ class DeviceJob:
                 break
             left = seconds if hit.restart else left - (self.sim.env.now - t0)
             yield from self._handle(hit, phase)
-        log(f"{phase}_end", c)
+        self._note(f"{phase}_end")
 
     def _transfer(self, phase: str, direction: Literal["up", "down"], nbytes: int) -> Generator[Any, Any, None]:
         """Send or receive `nbytes`: latency, then data; outages pause it (resume or restart)."""
@@ -111,7 +115,7 @@ class DeviceJob:
         bps = link.bandwidth(direction)
         latency, data_s, power = link.spec.latency_s, 8.0 * nbytes / bps, link.power_w(direction, bps)
         cause = "tx" if direction == "up" else "rx"
-        sim.log(f"{phase}_start", c)
+        self._note(f"{phase}_start")
         lat_left, data_left = latency, data_s
         self._air, self._restarts = 0.0, 0
         try:
@@ -150,7 +154,7 @@ class DeviceJob:
             self._commit_bytes(direction)
             raise
         self._commit_bytes(direction)
-        sim.log(f"{phase}_end", c)
+        self._note(f"{phase}_end")
 
     # ------------------------------------------------------------------ segments and interruptions
     def _segment(
@@ -160,16 +164,18 @@ class DeviceJob:
         env, dev = self.sim.env, self.device
         start = env.now
         dev.battery.advance(start)  # idle until now
+        sources = dev.sources
         seg = Segment(phase, start, start + seconds, load_w, uses_link, waiting)
-        first: Interruption | None = None
-        for source in dev.sources:
-            hit = source.first_interruption(seg)
-            if hit is not None and (first is None or hit.time < first.time):
-                first = hit
         self._seg_no += 1
         self._seg, self._cause = seg, cause
-        if first is not None:
-            self._arm(first, self._seg_no)
+        if sources:
+            first: Interruption | None = None
+            for source in sources:
+                hit = source.first_interruption(seg)
+                if hit is not None and (first is None or hit.time < first.time):
+                    first = hit
+            if first is not None:
+                self._arm(first, self._seg_no)
         hit = None
         try:
             yield env.timeout(seconds)
@@ -179,7 +185,7 @@ class DeviceJob:
         if load_w:
             dev.battery.advance(stop, load_w, cause)
         self._seg = None
-        for source in dev.sources:
+        for source in sources:
             source.segment_ended(seg, stop)
         return hit
 

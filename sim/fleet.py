@@ -3,9 +3,9 @@
 Per-device arrays hold what each device has from the start (its group, its leaving time,
 its solar start day) and its counters (jobs, bytes, ...). A `Device` with its models is
 built the first time the device is touched (invited, or asked whether it is online when
-the answer depends on its state, e.g. its battery), from its own seeded stream; the
-stream of device i is child i of one seed sequence, so what a device does never depends
-on which devices were touched before it. An idle device costs nothing: no process, no
+the answer depends on its state, e.g. its battery), from its own seeded stream (a
+counter-based `devices.CounterStream`, seeded from the run's key and the device's id), so
+what a device does never depends on which devices were touched before it. An idle device costs nothing: no process, no
 per-device work at build or at the end of the run. Building a fleet of 1,000,000
 devices takes a fraction of a second.
 """
@@ -24,12 +24,14 @@ from devices import (
     HARVEST_CAUSE,
     AvailabilitySpec,
     Battery,
+    CounterStream,
     Device,
     DeviceProfile,
     InterruptionSource,
     draw_dropout_times,
     in_daily_window,
     start_days,
+    stream_seed,
 )
 
 __all__ = ["COUNTERS", "DeviceGroup", "Fleet", "SourceFactory", "build_fleet", "group_sizes"]
@@ -64,8 +66,8 @@ def group_sizes(shares: Sequence[float], total: int) -> list[int]:
 class Fleet:
     """The devices of a run (see the module docstring).
 
-    `group_of[i]` is device i's index in `groups`. `seed` is the sequence whose children
-    seed the devices' streams; it also draws the leaving times and solar start days.
+    `group_of[i]` is device i's index in `groups`. `seed` seeds the devices' streams and
+    draws the leaving times and solar start days.
     `horizon_s` is the window of dropouts without their own (the run's time limit).
     `source_factories` add interruption sources to every device when it is built.
     """
@@ -84,8 +86,9 @@ class Fleet:
         self.groups = tuple(groups)
         self.group_of = np.asarray(group_of, dtype=np.int32)
         self._group = array("i", self.group_of.tobytes())
-        draws_seq, self._device_seq = seed.spawn(2)
+        draws_seq, device_seq = seed.spawn(2)
         draws = np.random.default_rng(draws_seq)
+        self._key = int(device_seq.generate_state(1, np.uint64)[0])  # seeds every device's stream
         dropout = np.full(n, math.inf)
         start_day = np.zeros(n, dtype=np.int64)
         for g, group in enumerate(self.groups):
@@ -121,10 +124,8 @@ class Fleet:
         dev = self._devices.get(i)
         if dev is None:
             g = self.groups[self._group[i]]
-            seq = self._device_seq
-            stream = np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, i), pool_size=seq.pool_size)
             dev = Device(
-                i, g.device_class, g.link_class, g.profile, g.availability, np.random.default_rng(stream),
+                i, g.device_class, g.link_class, g.profile, g.availability, CounterStream(stream_seed(self._key, i)),
                 dropout_time=self._dropout[i], start_day=int(self.start_day[i]),
             )
             for make in self._factories:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fl.data import load_dataset
-from fl.executors import TRAIN_THREADS, make_executor, torch_threads
+from fl.executors import TRAIN_THREADS, make_executor, prepare, torch_threads
 from fl.global_model import GlobalModels
 from fl.jobs import ClientWorkload
 from fl.models import build_model, flops_per_sample
@@ -114,6 +114,7 @@ def build_workload(
         samples = np.full(num_clients, max(1, size // num_clients), dtype=np.int64)
         return Workload(samples=samples, models=None, executor=None, evaluate=lambda _p: (np.nan, np.nan), **common)
 
+    prepare(executor)  # e.g. process workers start while the data loads
     ds = load_dataset(data_cfg.dataset, root=data_cfg.root, download=data_cfg.download)
     shards = partition(
         ds.y_train.numpy(), num_clients, data_cfg.partition, seed=scenario.seed, alpha=data_cfg.alpha

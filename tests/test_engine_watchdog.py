@@ -8,6 +8,7 @@ import pytest
 
 from devices import Interruption, InterruptionSource, Segment
 from sim.engine import Simulation, fleet_from_scenario, server_from_scenario
+from sim.limits import ResourceLimitError
 from sim.monitor import Monitor
 from sim.runner import run_scenario
 from sim.scenario import scenario_from_dict
@@ -50,11 +51,14 @@ def test_a_run_that_loops_at_one_instant_is_stopped_naming_the_loop():
 
 def test_event_and_memory_budgets_stop_a_run_with_the_cause_and_the_fix():
     scenario = scenario_from_dict(_time_only(stop={"max_time_s": 1e12}))  # a huge but finite horizon
+    with pytest.raises(ResourceLimitError, match=r"event log \(~.* events\).*stop\.max_time_s"):
+        run_scenario(scenario)  # refused up front: it would log ~1e12 events
+    unlimited = 1 << 62
     with pytest.raises(BudgetExceeded, match=r"over the event budget of 20,000 .*stop\.max_time_s") as err:
-        run_scenario(scenario, budget=RunBudget(max_events=20_000))
+        run_scenario(scenario, memory_limit=unlimited, budget=RunBudget(max_events=20_000))
     assert err.value.cause == "events"
     with pytest.raises(BudgetExceeded, match=r"over the budget of 0 MiB.*--memory-limit-gb") as err:
-        run_scenario(scenario, budget=RunBudget(max_memory_bytes=1))
+        run_scenario(scenario, memory_limit=unlimited, budget=RunBudget(max_memory_bytes=1))
     assert err.value.cause == "memory"
     with pytest.raises(ValueError, match="whole number >= 1"):
         RunBudget(max_events=0)

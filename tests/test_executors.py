@@ -6,6 +6,7 @@ import gc
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,51 @@ def test_ray_missing_says_how_to_install(monkeypatch, mnist5k):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ImportError, match=r"pip install \.\[ray\]"):
         make_executor("ray", _workload(mnist5k))
+
+
+_DRIVER = """
+import time
+import numpy as np
+from fl.executors import ProcessExecutor
+from fl.jobs import ClientWorkload
+from fl.models import build_model
+from fl.params import get_flat
+from fl.secure import make_codec
+from fl.training import TrainConfig
+from fl.data import load_dataset
+if __name__ == "__main__":
+    ds = load_dataset("mnist5k")
+    codec, _ = make_codec("modeled", num_values=get_flat(build_model("mnist_2nn")).size, max_clients=2)
+    work = ClientWorkload("mnist_2nn", ds.x_train, ds.y_train, [np.arange(50), np.arange(50, 100)],
+                          TrainConfig(epochs=1), codec)
+    ex = ProcessExecutor(work, workers=2)
+    for ready in ex._starting:
+        ready.result()
+    print(" ".join(str(p) for p in ex._pool._processes), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_workers_end_when_their_driver_is_killed(tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in driver.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        driver.kill()  # SIGKILL: no handler, no cleanup in the driver
+        driver.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids), "process workers outlived their driver"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has exited (it waits for its parent to reap it)
+        return f.read().split(") ")[1][0] != "Z"
