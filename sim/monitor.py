@@ -1,9 +1,10 @@
 """The monitor of a run: when the global model is evaluated, when the run stops, and its progress bar.
 
-Evaluation happens at no simulated cost: every `eval_interval_s` simulated seconds
-(starting at time 0, the untrained model, so curves start there), every
-`eval_every_versions` global versions, and once at the end. A global version is
-evaluated at most once: a later row for the same version repeats its numbers. The run
+Evaluation happens at no simulated cost: every `eval_interval_s` simulated seconds and
+every `eval_every_versions` global versions (either starts with the untrained model at
+time 0, so curves start there), and once at the end (the only evaluation when neither is
+set). A global version is evaluated at most once: a later row for the same version
+repeats its numbers. The run
 stops at `max_time_s`, at `max_versions` or once the accuracy reaches
 `target_accuracy`, whichever comes first.
 """
@@ -52,8 +53,9 @@ class Monitor:
         """Schedule the evaluations, the time limit and the progress bar; the event that stops the run."""
         env = sim.env
         self.stopped = env.event()
-        if self.eval_interval_s:
+        if self.eval_interval_s or self.eval_every_versions:  # time 0 and version 0 are due
             self.evaluate(sim)
+        if self.eval_interval_s:
             env.process(self._every(sim, self.eval_interval_s))
         sim.call_at(self.max_time_s, lambda _net: self.finish(f"reached the time limit {self.max_time_s:g} s"))
         if self.progress:

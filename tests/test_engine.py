@@ -158,3 +158,49 @@ def test_real_and_modeled_encryption_give_bit_identical_models():
     modeled.run()
     assert real.server.version == modeled.server.version > 1
     np.testing.assert_array_equal(real.models.current, modeled.models.current)
+
+
+def _count_evaluations(sim: Simulation) -> list:
+    calls = []
+    evaluate = sim.workload.evaluate
+    sim.workload.evaluate = lambda params: calls.append(1) or evaluate(params)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "stop", "versions_evaluated"),
+    [
+        ({"interval_s": None, "every_versions": None}, {"max_time_s": 24}, "end only"),
+        ({"interval_s": None, "every_versions": 1}, {"max_time_s": 1000, "max_versions": 3}, [0, 1, 2, 3]),
+        ({"interval_s": 1.5}, {"max_time_s": 24}, "every row"),
+    ],
+)
+def test_each_global_version_is_evaluated_once(evaluation, stop, versions_evaluated):
+    sim = Simulation.from_scenario(scenario_from_dict(_tiny_learning(evaluation=evaluation, stop=stop)))
+    calls = _count_evaluations(sim)
+    sim.run()
+    m = sim.recorder.metrics()
+    assert len(calls) == m["version"].nunique()  # a row for a version already evaluated repeats its numbers
+    if versions_evaluated == "end only":
+        assert len(m) == 1 and m["time_s"].iloc[0] == 24 and m["version"].iloc[0] > 0
+    elif versions_evaluated == "every row":
+        assert len(m) > len(calls)  # more rows (every 1.5 s) than versions
+        assert (m.groupby("version")["accuracy"].nunique() == 1).all()
+    else:
+        assert list(m["version"]) == versions_evaluated
+
+
+def test_evaluation_runs_with_one_torch_thread(monkeypatch):
+    import torch
+
+    import fl.training
+
+    sim = Simulation.from_scenario(scenario_from_dict(_tiny_learning(stop={"max_time_s": 4})))
+    seen, inner = [], fl.training.evaluate
+    monkeypatch.setattr("sim.workload.evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or inner(*a, **k))
+    torch.set_num_threads(2)  # what torch would use on 2 cores
+    try:
+        sim.run()
+    finally:
+        torch.set_num_threads(1)
+    assert seen and set(seen) == {1}
