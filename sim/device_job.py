@@ -66,8 +66,7 @@ class DeviceJob:
     # ------------------------------------------------------------------ the job
     def _run(self) -> Generator[Any, Any, None]:
         sim, dev, w, c = self.sim, self.device, self.sim.workload, self.client
-        jobs = sim.fleet.counters["jobs"]
-        jobs[c] += 1
+        job_number = sim.fleet.add(c, "jobs")
         now = sim.env.now
         for source in dev.sources:
             source.job_started(now)
@@ -77,7 +76,7 @@ class DeviceJob:
             if w.encrypted:
                 secs = dev.compute.crypto_seconds(w.crypto_params["decrypt"])
                 yield from self._work("decrypt", secs, dev.compute.crypto_energy_j(secs), "crypto")
-            ref = sim.start_training(c, self.version, jobs[c])
+            ref = sim.start_training(c, self.version, job_number)
             flops = TRAIN_FLOPS_PER_FORWARD * w.flops_per_sample * w.num_samples(c) * w.epochs
             yield from self._work("train", dev.compute.train_seconds(flops), dev.compute.train_energy_j(flops), "compute")
             if w.encrypted:
@@ -220,7 +219,7 @@ class DeviceJob:
     def _count_outage(self, t: float) -> None:
         """A link outage the running transfer waited through ends (or stops waiting) at `t`."""
         if self._paused_at is not None:
-            self.sim.fleet.counters["outages"][self.client] += 1
+            self.sim.fleet.add(self.client, "outages")
             self.sim.fleet.outage_s[self.client] += t - self._paused_at
             self._paused_at = None
 
@@ -229,9 +228,10 @@ class DeviceJob:
 
     def _commit_bytes(self, direction: str) -> None:
         """Count the running transfer's bytes on air and restarts."""
-        counters, c = self.sim.fleet.counters, self.client
-        counters["bytes_sent" if direction == "up" else "bytes_received"][c] += round(self._air)
-        counters["transfer_restarts"][c] += self._restarts
+        fleet, c = self.sim.fleet, self.client
+        fleet.add(c, "bytes_sent" if direction == "up" else "bytes_received", round(self._air))
+        if self._restarts:
+            fleet.add(c, "transfer_restarts", self._restarts)
         self._air, self._restarts = 0.0, 0
 
     # ------------------------------------------------------------------ the run's end

@@ -130,7 +130,7 @@ class Simulation:
     def invite(self, client: int, version: int) -> bool:
         dev = self.fleet.device(client)
         if dev.availability.declines_invitation():
-            self.fleet.counters["invitations_declined"][client] += 1
+            self.fleet.add(client, "invitations_declined")
             self.log("invitation_declined", client, version=version)
             return False
         self.fleet.busy[client] = 1
@@ -183,7 +183,7 @@ class Simulation:
         c = job.client
         self.fleet.busy[c] = 0
         del self._running[c]
-        self.fleet.counters["updates_sent"][c] += 1
+        self.fleet.add(c, "updates_sent")
         self.server.receive(UpdateArrived(c, job.version, self.workload.num_samples(c), self.now, ref), self)
 
     def job_stopped(self, job: DeviceJob, stop: JobStopped) -> None:
@@ -191,7 +191,7 @@ class Simulation:
         c, hit = job.client, stop.interruption
         self.fleet.busy[c] = 0
         del self._running[c]
-        self.fleet.counters["jobs_failed"][c] += 1
+        self.fleet.add(c, "jobs_failed")
         if hit.event == "battery_depleted":
             back = job.device.battery.time_recharged(self.now)
             if back < min(self.monitor.max_time_s, job.device.availability.dropout_time):

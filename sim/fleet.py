@@ -41,6 +41,8 @@ SourceFactory = Callable[[Device], InterruptionSource | None]  # an extra interr
 # Per-device counters the engine keeps (integers; outage_s is seconds).
 COUNTERS = ("jobs", "updates_sent", "jobs_failed", "bytes_sent", "bytes_received", "transfer_restarts",
             "outages", "invitations_declined")
+_COUNTER_INDEX = {name: k for k, name in enumerate(COUNTERS)}
+_NUM_COUNTERS = len(COUNTERS)
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class Fleet:
         self._windows = [g.availability.daily_window for g in self.groups]
         self._devices: dict[int, Device] = {}
         self.busy = bytearray(n)
-        self.counters = {name: array("q", bytes(8 * n)) for name in COUNTERS}
+        self._counts = array("q", bytes(8 * n * len(COUNTERS)))  # one row of counters per device: one cache line
         self.outage_s = array("d", bytes(8 * n))
 
     def __len__(self) -> int:
@@ -180,11 +182,18 @@ class Fleet:
             depletions[i] = dev.battery.depletions
         return {**out, "depletions": depletions}
 
+    def add(self, i: int, counter: str, amount: int = 1) -> int:
+        """Add `amount` to device i's `counter` (one of COUNTERS); its new value."""
+        k = i * _NUM_COUNTERS + _COUNTER_INDEX[counter]
+        self._counts[k] += amount
+        return self._counts[k]
+
     def counter(self, name: str) -> np.ndarray:
-        """One per-device counter as an array (a view: it changes as the run goes on)."""
+        """One per-device counter (COUNTERS, or "outage_s": seconds transfers waited out outages) as an array."""
         if name == "outage_s":
             return np.frombuffer(self.outage_s, dtype=np.float64)
-        return np.frombuffer(self.counters[name], dtype=np.int64)
+        table = np.frombuffer(self._counts, dtype=np.int64).reshape(len(self), _NUM_COUNTERS)
+        return table[:, _COUNTER_INDEX[name]]
 
 
 def build_fleet(
