@@ -42,6 +42,7 @@ import torch
 from fl.batched import batchable, batched_local_update
 from fl.jobs import ClientUpload, ClientWorkload, Executor, Job, TrainingTask
 from fl.spool import Spooled, ship, spool_directory, unship
+from fl.training import LocalResult
 
 __all__ = [
     "EXECUTORS",
@@ -74,8 +75,8 @@ def resolve_all(jobs: list[Job | None]) -> None:
     """Resolve every unfinished job, handing each executor all of its jobs in one call."""
     by_executor: dict[Executor, list[Job]] = {}  # executors hash by identity
     for job in jobs:
-        if job is not None and not job.done:
-            by_executor.setdefault(job.executor, []).append(job)  # set while the job is unresolved
+        if job is not None and job.executor is not None:  # set while the job is unresolved
+            by_executor.setdefault(job.executor, []).append(job)
     for ex, group in by_executor.items():
         ex.resolve(group)
 
@@ -159,7 +160,7 @@ class BatchedExecutor(SequentialExecutor):
         """Train one batch (jobs already in the run's result cache are taken from it), then seal."""
         w = self.workload
         keys = [w.cache_key(j.task, j.base_params()) for j in group]
-        results = [w.cached(key, j.base_params()) for key, j in zip(keys, group)]
+        results: list[LocalResult | None] = [w.cached(key, j.base_params()) for key, j in zip(keys, group)]
         todo = [i for i, res in enumerate(results) if res is None]
         if todo:
             trained = batched_local_update(
@@ -173,10 +174,10 @@ class BatchedExecutor(SequentialExecutor):
             for i, res in zip(todo, trained, strict=True):
                 w.store(keys[i], res)
                 results[i] = res
-        for job, res in zip(group, results, strict=True):
-            assert res is not None
+        for job, done in zip(group, results, strict=True):
+            assert done is not None
             self._waiting.pop(job, None)
-            job.set_result(w.seal(res.params, res.num_samples, res.train_loss))
+            job.set_result(w.seal(done.params, done.num_samples, done.train_loss))
 
     def close(self) -> None:
         """Forget waiting jobs."""
@@ -191,6 +192,8 @@ class PrefetchingExecutor(ABC):
     device failed is dropped by the engine and never dispatched after that. Subclasses
     provide `_launch(task, base_params) -> handle` and `_collect(handles) -> uploads`.
     """
+
+    name: str
 
     def __init__(self, workload: ClientWorkload, workers: int) -> None:
         self.workload = workload

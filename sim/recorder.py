@@ -32,7 +32,7 @@ class _Detail:
     def __init__(self, value: Any) -> None:
         self.rows = array("q")
         self.kind = "str" if isinstance(value, str) else "float" if isinstance(value, float) else "int"
-        self.values = array("d" if self.kind == "float" else "q")
+        self.values: array[Any] = array("d" if self.kind == "float" else "q")
         self.codes: dict[str, int] = {}
         self.strings: list[str] = []
 
@@ -131,7 +131,7 @@ class Recorder:
     @property
     def nbytes(self) -> int:
         """Memory held by the event log [bytes]."""
-        cols = [self._time, self._code, self._device, self._version]
+        cols: list[array[Any]] = [self._time, self._code, self._device, self._version]
         cols += [c for d in self._details.values() for c in (d.rows, d.values)]
         return sum(c.itemsize * len(c) for c in cols)
 

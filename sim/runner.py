@@ -189,7 +189,7 @@ def _run_in(
     except BaseException as exc:
         run.mark("failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    stats = None
+    stats: dict[str, Any] | None = None
     if cache is not None:
         stats = {"jobs_reused": cache.hits, "jobs_trained": cache.misses} if cache.hits + cache.misses else None
         if cache.write_error is not None:
@@ -205,13 +205,21 @@ def write_outputs(result: RunResult, out: Path) -> None:
     atomically."""
     from sim.plots import plot_accuracy, plot_device_timeline
 
+    def summary(p: Path) -> None:
+        p.write_text(json.dumps(result.summary, indent=2) + "\n")
+
+    def accuracy(p: Path) -> None:
+        plot_accuracy({result.summary["scenario"]["name"]: result.metrics}, p, fmt="png")
+
+    def timeline(p: Path) -> None:
+        plot_device_timeline(result.events, p, fmt="png")
+
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "metrics.csv", lambda p: result.metrics.to_csv(p, index=False))
     atomic_write(out / "events.csv", lambda p: result.events.to_csv(p, index=False))
     atomic_write(out / "events.parquet", lambda p: result.events.to_parquet(p, engine="pyarrow", index=False))
     atomic_write(out / "devices.csv", lambda p: result.devices.to_csv(p, index=False))
-    atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(result.summary, indent=2) + "\n"))
-    name = result.summary["scenario"]["name"]
+    atomic_write(out / "summary.json", summary)
     if result.metrics["accuracy"].notna().any():
-        atomic_write(out / "accuracy_vs_time.png", lambda p: plot_accuracy({name: result.metrics}, p, fmt="png"))
-    atomic_write(out / "device_timeline.png", lambda p: plot_device_timeline(result.events, p, fmt="png"))
+        atomic_write(out / "accuracy_vs_time.png", accuracy)
+    atomic_write(out / "device_timeline.png", timeline)

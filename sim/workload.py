@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fl.data import load_dataset
 from fl.executors import TRAIN_THREADS, make_executor, prepare, torch_threads
 from fl.global_model import GlobalModels
-from fl.jobs import ClientWorkload
+from fl.jobs import ClientWorkload, Executor
 from fl.models import build_model, flops_per_sample
 from fl.params import get_flat
 from fl.partition import partition
@@ -44,9 +45,9 @@ class Workload:
     crypto_params: dict[str, int]  # paper-encryption-equivalent parameter counts per operation
     download_nbytes: int
     upload_nbytes: int
-    aggregator: object
+    aggregator: Any  # the server's public aggregator (None in time-only runs built in code)
     models: GlobalModels | None
-    executor: object | None
+    executor: Executor | None
     evaluate: Callable[[np.ndarray], tuple[float, float]]
 
     def num_samples(self, client: int) -> int:
@@ -99,7 +100,7 @@ def build_workload(
     )
     nbytes = codec.payload_nbytes(num_params)
     encrypted = enc.mode != "off"
-    common = {
+    common: dict[str, Any] = {
         "num_params": num_params,
         "flops_per_sample": flops,
         "epochs": scenario.training.epochs,
