@@ -200,24 +200,55 @@ class Battery:
             if level + gain < cap:
                 return t1, level + gain - drain, gain, False
         harvested = 0.0
+        period = prof.period
+        while t1 - t > 2 * period:  # a long span: a period at a time, skipping those that repeat or drift linearly
+            t2, level2, h, empty, low, high, clamped = self._pieces(t, level, t + period, drain_w, dust)
+            if empty:
+                return t2, 0.0, harvested + h, True
+            left = int((t1 - t2) // period) - 1  # whole periods after this one that may be skipped
+            delta = level2 - level
+            if clamped:  # full at some point: it repeats once a period ends where it started
+                k = left if abs(delta) <= dust else 0
+                delta = 0.0
+            elif delta == 0.0:
+                k = left
+            elif delta < 0.0:  # each later period runs |delta| lower: skip while its lowest stays above empty
+                k = min(left, int((low - dust) / -delta) - 1)
+            else:  # each later period runs delta higher: skip while its highest stays below full
+                k = min(left, int((cap - high) / delta) - 1)
+            k = max(k, 0)
+            t, level, harvested = t2 + k * period, level2 + k * delta, harvested + (k + 1) * h
+        t, level, h, empty, *_ = self._pieces(t, level, t1, drain_w, dust)
+        return t, level, harvested + h, empty
+
+    def _pieces(
+        self, t: float, level: float, t1: float, drain_w: float, dust: float
+    ) -> tuple[float, float, float, bool, float, float, bool]:
+        """Switched on from t to t1 (or empty), piece by piece of the recharge profile:
+        (time, level, harvested, empty, lowest level, highest level, reached full)."""
+        prof, cap = self._profile, self._cap
+        assert prof is not None and cap is not None
+        harvested, low, high, clamped = 0.0, level, level, False
         while t < t1:
             end, p = prof.segment_at(t)
             b = min(end, t1)
             net, dt = p - drain_w, b - t
             if net >= 0.0 and level >= cap:  # full: harvest covers the drain, the rest is wasted
                 harvested += drain_w * dt
+                clamped = True
             else:
                 new = level + net * dt
                 if net > 0.0 and new >= cap:
                     u = t + (cap - level) / net
                     harvested += p * (u - t) + drain_w * (b - u)
-                    level = cap
+                    level, clamped = cap, True
                 elif net < 0.0 and new <= dust:
                     z = min(b, t + level / -net)
                     harvested += p * (z - t)
-                    return z, 0.0, harvested, True
+                    return z, 0.0, harvested, True, 0.0, high, clamped
                 else:
                     harvested += p * dt
                     level = new
+            low, high = min(low, level), max(high, level)
             t = b
-        return t1, level, harvested, False
+        return t1, level, harvested, False, low, high, clamped
