@@ -197,11 +197,6 @@ class DeviceJob:
 
         self.sim.env.timeout(hit.time - self.sim.env.now).callbacks.append(strike)
 
-    def interrupt(self, hit: Interruption) -> None:
-        """Interrupt the running job now (for sources that act from outside, e.g. a process of their own)."""
-        if self._seg is not None:
-            self.process.interrupt(hit)
-
     def _handle(self, hit: Interruption, phase: str) -> Generator[Any, Any, None]:
         """Log an interruption; end the job (JobStopped), or wait until it may go on (still interruptible)."""
         sim, c = self.sim, self.client
