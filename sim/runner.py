@@ -214,10 +214,15 @@ def write_outputs(result: RunResult, out: Path) -> None:
     def timeline(p: Path) -> None:
         plot_device_timeline(result.events, p, fmt="png")
 
+    import pyarrow as pa
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    events = pa.Table.from_pandas(result.events, preserve_index=False)  # the event log can be long: written by Arrow
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "metrics.csv", lambda p: result.metrics.to_csv(p, index=False))
-    atomic_write(out / "events.csv", lambda p: result.events.to_csv(p, index=False))
-    atomic_write(out / "events.parquet", lambda p: result.events.to_parquet(p, engine="pyarrow", index=False))
+    atomic_write(out / "events.csv", lambda p: pyarrow.csv.write_csv(events, p))
+    atomic_write(out / "events.parquet", lambda p: pyarrow.parquet.write_table(events, p))
     atomic_write(out / "devices.csv", lambda p: result.devices.to_csv(p, index=False))
     atomic_write(out / "summary.json", summary)
     if result.metrics["accuracy"].notna().any():

@@ -204,3 +204,14 @@ def test_evaluation_runs_with_one_torch_thread(monkeypatch):
     finally:
         torch.set_num_threads(1)
     assert seen and set(seen) == {1}
+
+
+def test_the_event_log_is_written_as_csv_and_parquet_with_the_same_rows(tmp_path):
+    res = run_scenario(scenario_from_dict(_time_only(stop={"max_time_s": 600})), tmp_path / "run")
+    csv = pd.read_csv(tmp_path / "run" / "events.csv")
+    parquet = pd.read_parquet(tmp_path / "run" / "events.parquet")
+    assert len(csv) == len(parquet) == len(res.events) == res.summary["events"] > 100
+    assert list(csv.columns) == list(parquet.columns) == list(res.events.columns)
+    np.testing.assert_array_equal(csv["time_s"], res.events["time_s"])
+    assert (csv["event"] == parquet["event"]).all() and (parquet["device"] == res.events["device"]).all()
+    assert parquet["staleness"].dtype == "Int64"  # typed: missing values stay missing, numbers stay integers
