@@ -322,8 +322,14 @@ class ProcessExecutor(PrefetchingExecutor):
 
     def _launch(self, task: TrainingTask, base_params: np.ndarray) -> cf.Future:
         if self._starting is not None:
-            for ready in self._starting:
-                ready.result()
+            try:
+                for ready in self._starting:
+                    ready.result()
+            except Exception as exc:
+                raise RuntimeError(
+                    f"the process executor's {self.workers} worker processes did not start ({type(exc).__name__}: "
+                    f"{exc}); run with --executor sequential, or check that the workload can be sent to a process"
+                ) from exc
             self._starting = None
         return self._pool.submit(_train_in_worker, task, base_params, self._spool)
 
