@@ -42,31 +42,33 @@ sys.path.insert(0, str(ROOT))
 
 CELLS = [(1_000, 100), (10_000, 100), (100_000, 10), (1_000_000, 5)]
 QUICK_CELLS = [(1_000, 10), (10_000, 10)]
+IDLE_CELL = (1_000_000, 100, 100)  # the 1k cell's work (100 devices a round) on a fleet 1,000x larger
 TARGET_S = {"100000x10": 25.0, "1000000x5": 300.0}  # CPU seconds, build + run
 TARGET_PEAK_GB = {"1000000x5": 6.0}
 TARGET_EVENT_RATIO = 1.3  # us per event, largest fleet / smallest
 
 
-def time_only_scenario(devices: int, versions: int) -> dict[str, Any]:
-    """The scale scenario: FedAvg, 10% of the fleet per round, no evaluation, stop at `versions`."""
+def time_only_scenario(devices: int, versions: int, per_round: int | None = None) -> dict[str, Any]:
+    """The scale scenario: FedAvg, 10% of the fleet per round (or `per_round` devices), no evaluation, stop at
+    `versions`."""
     return {
         "name": f"scale_{devices}",
         "time_only": True,
         "fleet": {"num_devices": devices},
-        "strategy": {"name": "fedavg", "client_fraction": 0.1},
+        "strategy": {"name": "fedavg", "client_fraction": 0.1 if per_round is None else per_round / devices},
         "encryption": {"mode": "modeled"},
         "evaluation": {"interval_s": None},
         "stop": {"max_versions": versions, "max_time_s": 1e7},
     }
 
 
-def run_cell(devices: int, versions: int) -> dict[str, Any]:
+def run_cell(devices: int, versions: int, per_round: int | None = None) -> dict[str, Any]:
     """One time-only run in this process: build and run CPU, per-event and per-update cost, peak RSS."""
     from sim.engine import Simulation
     from sim.runner import _device_table
     from sim.scenario import scenario_from_dict
 
-    scenario = scenario_from_dict(time_only_scenario(devices, versions))
+    scenario = scenario_from_dict(time_only_scenario(devices, versions, per_round))
     Simulation.from_scenario(scenario_from_dict(time_only_scenario(10, 1))).run()  # imports and caches warm
     cpu0, t0 = time.process_time(), time.perf_counter()
     sim = Simulation.from_scenario(scenario)
@@ -79,7 +81,8 @@ def run_cell(devices: int, versions: int) -> dict[str, Any]:
     events = sim.recorder.num_events
     engine_cpu = cpu2 - cpu0
     return {
-        "devices": devices, "versions": int(sim.server.version), "build_cpu_s": cpu1 - cpu0,
+        "devices": devices, "per_round": sim.server.clients_per_round, "versions": int(sim.server.version),
+        "build_cpu_s": cpu1 - cpu0,
         "run_cpu_s": cpu2 - cpu1, "cpu_s": engine_cpu, "wall_s": t2 - t0, "build_wall_s": t1 - t0,
         "updates": updates, "events": events, "us_per_event": 1e6 * engine_cpu / events,
         "us_per_update": 1e6 * engine_cpu / updates, "device_table_cpu_s": cpu3 - cpu2,
@@ -88,10 +91,9 @@ def run_cell(devices: int, versions: int) -> dict[str, Any]:
     }
 
 
-def _cell_in_subprocess(devices: int, versions: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--cell", f"{devices}x{versions}"], capture_output=True, text=True, check=True
-    )
+def _cell_in_subprocess(devices: int, versions: int, per_round: int | None = None) -> dict[str, Any]:
+    cell = f"{devices}x{versions}" + (f"@{per_round}" if per_round else "")
+    out = subprocess.run([sys.executable, __file__, "--cell", cell], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -178,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-breakdown", action="store_true", help="skip the full run's breakdown (part 2)")
     ap.add_argument("--cell", help=argparse.SUPPRESS)  # DEVICESxVERSIONS: one cell, in this process
     args = ap.parse_args(argv)
-    if args.cell:
-        devices, versions = (int(x) for x in args.cell.split("x"))
-        print(json.dumps(run_cell(devices, versions)))
+    if args.cell:  # DEVICESxVERSIONS[@PER_ROUND]
+        size, _, per_round = args.cell.partition("@")
+        devices, versions = (int(x) for x in size.split("x"))
+        print(json.dumps(run_cell(devices, versions, int(per_round) if per_round else None)))
         return 0
     cores = len(os.sched_getaffinity(0))
     load = os.getloadavg()
@@ -210,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     met["us_per_event_ratio"] = ratio <= TARGET_EVENT_RATIO
     print(f"us per event, {cells[-1]['devices']:,} devices / {cells[0]['devices']:,}: {ratio:.2f}x "
           f"(target {TARGET_EVENT_RATIO}x: {'met' if met['us_per_event_ratio'] else 'MISSED'})")
+    idle = None
+    if not args.quick:  # separates what idle devices cost from what more concurrent jobs cost
+        idle = _cell_in_subprocess(*IDLE_CELL)
+        idle["us_per_event_vs_first_cell"] = idle["us_per_event"] / cells[0]["us_per_event"]
+        print(f"the first cell's work on {idle['devices']:,} devices ({idle['per_round']} a round, "
+              f"{idle['versions']} versions): {idle['us_per_event']:.2f} us per event, "
+              f"{idle['us_per_event_vs_first_cell']:.2f}x the first cell; build {idle['build_cpu_s']:.2f} CPU s, "
+              f"{idle['devices_touched']:,} devices touched, peak {idle['peak_rss_mb']:.0f} MB")
     split = None
     if not args.no_breakdown:
         split = breakdown()
@@ -221,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         met["sweep_2_workers_1.7x"] = sweep["speedup"] >= 1.7
         print(f"sweep of {sweep['cells']} cells: {sweep['seconds_1']:.1f} s with 1 process, {sweep['seconds_2']:.1f} s "
               f"with 2: {sweep['speedup']:.2f}x (target 1.7x: {'met' if met['sweep_2_workers_1.7x'] else 'MISSED'})")
-    print(json.dumps({"cores": cores, "load_average": load, "cells": cells, "targets_cpu_s": TARGET_S,
+    print(json.dumps({"cores": cores, "load_average": load, "cells": cells, "idle_fleet_cell": idle,
+                      "targets_cpu_s": TARGET_S,
                       "targets_peak_gb": TARGET_PEAK_GB, "us_per_event_ratio": ratio, "targets_met": met,
                       "full_run": split, "sweep": sweep}))
     return 0
