@@ -92,6 +92,7 @@ class BatteryDepletion(InterruptionSource):
     """
 
     __slots__ = ("battery",)
+    EVENT = "battery_depleted"
 
     def __init__(self, battery: Battery) -> None:
         self.battery = battery
@@ -101,13 +102,14 @@ class BatteryDepletion(InterruptionSource):
 
     def first_interruption(self, segment: Segment) -> Interruption | None:
         t = self.battery.time_empty(segment.end, segment.load_w)
-        return Interruption(t, "battery_depleted") if t < segment.end else None
+        return Interruption(t, self.EVENT) if t < segment.end else None
 
 
 class LinkOutages(InterruptionSource):
     """An outage cuts a transfer: it pauses until the link is back, then resumes or restarts (`on_outage`)."""
 
     __slots__ = ("link", "restart")
+    EVENT, RESUMED = "transfer_paused", "transfer_resumed"
 
     def __init__(self, link: Link) -> None:
         self.link = link
@@ -120,6 +122,5 @@ class LinkOutages(InterruptionSource):
         if down >= segment.end:
             return None
         return Interruption(
-            down, "transfer_paused", resume_at=self.link.next_up(down), resume_event="transfer_resumed",
-            restart=self.restart,
+            down, self.EVENT, resume_at=self.link.next_up(down), resume_event=self.RESUMED, restart=self.restart,
         )

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import simpy
 
-from devices import Device, Interruption, Segment
+from devices import Device, Interruption, LinkOutages, Segment
 
 if TYPE_CHECKING:
     from fl.server import PayloadRef
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["TRAIN_FLOPS_PER_FORWARD", "DeviceJob", "JobStopped"]
 
 TRAIN_FLOPS_PER_FORWARD = 3.0  # forward + backward (about twice the forward) per sample
-_LINK_PAUSE = "transfer_paused"  # the event of devices.LinkOutages: counted as an outage the transfer met
 
 
 class JobStopped(Exception):
@@ -144,7 +143,7 @@ class DeviceJob:
                         raise JobStopped(hit._replace(event="abandoned", reason=reason), phase)
                     self._restarts += 1
                     lat_left, data_left = latency, data_s
-                if hit.event == _LINK_PAUSE:
+                if hit.event == LinkOutages.EVENT:  # an outage the transfer waits out
                     self._paused_at = env.now
                 yield from self._handle(hit, phase)
                 self._count_outage(env.now)

@@ -30,7 +30,7 @@ import numpy as np
 import simpy
 from simpy.core import StopSimulation
 
-from devices import AvailabilitySpec
+from devices import AvailabilitySpec, BatteryDepletion
 from fl.server import Network, PayloadRef, Server, UpdateArrived
 from fl.strategies import AggregationPlan
 from sim.device_job import TRAIN_FLOPS_PER_FORWARD, DeviceJob, JobStopped
@@ -192,7 +192,7 @@ class Simulation:
         self.fleet.busy[c] = 0
         del self._running[c]
         self.fleet.add(c, "jobs_failed")
-        if hit.event == "battery_depleted":
+        if hit.event == BatteryDepletion.EVENT:
             back = job.device.battery.time_recharged(self.now)
             if back < min(self.monitor.max_time_s, job.device.availability.dropout_time):
                 self.call_at(back, lambda _net: self.log("battery_recharged", c))
