@@ -33,7 +33,7 @@ from devices.specs import (
     SolarHarvest,
     spec_dict,
 )
-from devices.streams import CounterStream, RandomStream, stream_seed, stream_seeds
+from devices.streams import CounterStream, RandomStream, stream_seed
 from devices.traces import (
     BANDWIDTH_FORMAT,
     SOLAR_FORMAT,
@@ -89,5 +89,4 @@ __all__ = [
     "spec_dict",
     "start_days",
     "stream_seed",
-    "stream_seeds",
 ]

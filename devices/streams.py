@@ -5,8 +5,8 @@ number generators", OOPSLA 2014; the generator that seeds xoshiro): draw k is a 
 64-bit mix of seed + k x the golden gamma. It has no state but a counter, so creating one
 is as cheap as creating an integer (a numpy Generator takes ~10 us and ~0.7 KB, which a
 fleet of a million devices would pay at every device it touches), and what one device
-draws never depends on another's. `stream_seeds(key, ids)` derives the seeds of many
-devices at once from a run's key (vectorised with numpy), `stream_seed(key, i)` one of them.
+draws never depends on another's. `stream_seed(key, i)` derives device i's seed from a
+run's key.
 
 The models accept any object with this small part of numpy's `Generator` API
 (`RandomStream`), so a `numpy.random.Generator` works too.
@@ -17,9 +17,7 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-import numpy as np
-
-__all__ = ["CounterStream", "RandomStream", "stream_seed", "stream_seeds"]
+__all__ = ["CounterStream", "RandomStream", "stream_seed"]
 
 _MASK = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15  # 2^64 / golden ratio, odd
@@ -52,14 +50,6 @@ def _mix(z: int) -> int:
 def stream_seed(key: int, i: int) -> int:
     """Seed of stream `i` of a run whose key is `key` (draw i + 1 of SplitMix64 seeded with the key)."""
     return _mix((key + (i + 1) * _GAMMA) & _MASK)
-
-
-def stream_seeds(key: int, ids: np.ndarray) -> np.ndarray:
-    """`stream_seed(key, i)` for every i in `ids`, vectorised (uint64)."""
-    z = np.uint64(key & _MASK) + (np.asarray(ids, dtype=np.uint64) + np.uint64(1)) * np.uint64(_GAMMA)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
-    return z ^ (z >> np.uint64(31))
 
 
 class CounterStream:
