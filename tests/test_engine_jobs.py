@@ -69,6 +69,16 @@ def _busy(ev: pd.DataFrame, phase: str, t_end: float) -> float:
     return sum(b - a for a, b in _spans(ev, f"{phase}_start", (f"{phase}_end",), t_end))
 
 
+def _transfer_s(ev: pd.DataFrame, phase: str, t_end: float) -> float:
+    """Seconds a transfer phase sent data: its spans minus the link pauses inside them."""
+    total = 0.0
+    for a, b in _spans(ev, f"{phase}_start", (f"{phase}_end",), t_end):
+        inside = ev[(ev["time_s"] >= a) & (ev["time_s"] <= b)]
+        pauses = _spans(inside, "transfer_paused", ("transfer_resumed", f"{phase}_end"), b)
+        total += (b - a) - sum(y - x for x, y in pauses)
+    return total
+
+
 def test_energy_by_cause_is_power_times_the_time_each_phase_really_ran(run):
     ev, dev = run.events, run.devices.set_index("device")
     t_end = run.summary["simulated_time_s"]
@@ -89,16 +99,6 @@ def test_energy_by_cause_is_power_times_the_time_each_phase_really_ran(run):
         assert row["energy_rx_j"] == pytest.approx(rx_w * _transfer_s(g, "download", t_end), rel=1e-9, abs=1e-9)
         if p.battery.capacity_j is None:  # mains: idle the whole run
             assert row["energy_idle_j"] == pytest.approx(p.battery.idle_power_w * t_end, rel=1e-12)
-
-
-def _transfer_s(ev: pd.DataFrame, phase: str, t_end: float) -> float:
-    """Seconds a transfer phase sent data: its spans minus the link pauses inside them."""
-    total = 0.0
-    for a, b in _spans(ev, f"{phase}_start", (f"{phase}_end",), t_end):
-        inside = ev[(ev["time_s"] >= a) & (ev["time_s"] <= b)]
-        pauses = _spans(inside, "transfer_paused", ("transfer_resumed", f"{phase}_end"), b)
-        total += (b - a) - sum(y - x for x, y in pauses)
-    return total
 
 
 def test_no_event_after_the_event_that_ended_a_job_or_after_the_device_left(run):
