@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from devices.specs import ComputeSpec, spec_dict
+from devices.streams import RandomStream
 
 __all__ = ["Compute"]
 
@@ -21,7 +20,7 @@ class Compute:
 
     __slots__ = ("_crypto_s_per_param", "_flops_per_s", "_rng", "_sigma", "crypto_s", "jobs", "spec", "train_s")
 
-    def __init__(self, spec: ComputeSpec, rng: np.random.Generator) -> None:
+    def __init__(self, spec: ComputeSpec, rng: RandomStream) -> None:
         self.spec = spec
         self._rng = rng
         self._flops_per_s = spec.flops_per_s

@@ -1,129 +1,65 @@
-"""Network link: per-transfer bandwidth, latency, and Gilbert-Elliott on/off outages.
+"""Network link: per-transfer bandwidth, latency, radio power, and Gilbert-Elliott on/off outages.
 
 The outage schedule alternates exponential up and down periods (means mean_up_s,
-mean_down_s), starting up at time 0. It is drawn lazily in batches from a private
-stream (stdlib `random`, seeded by one draw from the device's generator at
-construction), so it does not depend on the order of queries.
+mean_down_s), starting up at time 0. It is drawn lazily, in batches, from a private
+stream seeded by one draw from the device's stream at construction, so it does not
+depend on the order of queries and costs nothing for a device that never transfers.
 
-A transfer needs ``latency_s + 8 * nbytes / bandwidth`` seconds of up time:
-- resume: the up time is accumulated across outages (a transfer that spans an outage
-  ends later by exactly that outage);
-- restart: an outage discards the attempt; after reconnection it begins again from
-  zero (latency included), so it needs one up period long enough for the whole
-  transfer. After `max_restarts` restarts the transfer is abandoned: `end` is inf,
-  `completed` False and `reason` says why (the bytes and energy spent are reported).
-A transfer that starts while the link is down first waits for it to come up. It never
-ends earlier than start + the no-outage time.
+A transfer attempt is the set-up `latency_s` (no radio energy) followed by
+``8 * nbytes / bandwidth`` seconds of data at `power_w(direction, bandwidth)`. The
+link only answers questions; the engine's device job simulates the transfer itself:
+an outage interrupts it (`devices.interruptions.LinkOutages`), and it resumes or starts
+again from zero when the link is back (`on_outage`), up to `max_restarts` restarts.
 """
 
 from __future__ import annotations
 
 import math
-import random
-from bisect import bisect_left, bisect_right
-from functools import lru_cache
-from typing import Any, Literal, NamedTuple
-
-import numpy as np
+from bisect import bisect_right
+from typing import Any, Literal
 
 from devices.specs import LinkSpec, spec_dict
-from devices.traces import BandwidthTrace, read_bandwidth_trace
+from devices.streams import CounterStream, RandomStream
+from devices.traces import read_bandwidth_trace
 
-__all__ = ["Link", "Transfer"]
+__all__ = ["Link"]
 
-_BATCH = 8  # up/down pairs drawn per schedule extension
-_NO_OUTAGES: tuple[tuple[float, float], ...] = ()
-
-
-class Transfer(NamedTuple):
-    """One transfer's timing, retries, bytes and energy (times in s, energy in J).
-
-    outages: the (start, end) spans it waited through; restarts: attempts discarded by
-    an outage; bytes_on_air: bytes actually sent, counting restarted attempts.
-    """
-
-    direction: Literal["up", "down"]
-    nbytes: int
-    start: float
-    end: float
-    bandwidth_bps: float
-    outages: tuple[tuple[float, float], ...]
-    restarts: int
-    bytes_on_air: int
-    energy_j: float
-    completed: bool = True
-    reason: str = ""
-
-    @property
-    def duration_s(self) -> float:
-        """end - start [s] (inf when abandoned)."""
-        return self.end - self.start
+_FIRST_BATCH, _MAX_BATCH = 2, 64  # up/down pairs drawn per schedule extension: few at first, doubling
 
 
 class Link:
     """One device's link: a lazily extended on/off schedule plus bandwidth draws from `rng`."""
 
-    __slots__ = (
-        "_cum",
-        "_down_bps",
-        "_latency",
-        "_mean_down",
-        "_mean_up",
-        "_outages",
-        "_rng",
-        "_sched",
-        "_seed",
-        "_sigma",
-        "_sw",
-        "_trace",
-        "_trace_row",
-        "_up_bps",
-        "bytes_down",
-        "bytes_up",
-        "outage_wait_s",
-        "restarts",
-        "spec",
-        "transfers",
-    )
+    __slots__ = ("_mean_down", "_mean_up", "_outages", "_rng", "_sched", "_sigma", "_sw", "_trace", "_trace_row",
+                 "spec")
 
-    def __init__(self, spec: LinkSpec, rng: np.random.Generator) -> None:
+    def __init__(self, spec: LinkSpec, rng: RandomStream) -> None:
         self.spec = spec
         self._rng = rng
-        self._latency = spec.latency_s
-        self._down_bps, self._up_bps = spec.down_bps, spec.up_bps
-        self._trace = _trace_of(spec)
+        self._trace = read_bandwidth_trace(spec.bandwidth_trace) if spec.bandwidth_trace is not None else None
         self._trace_row = int(rng.integers(len(self._trace.down_bps))) if self._trace is not None else 0
         self._sigma = _log_sigma(spec.bandwidth_cv)
         self._outages = spec.mean_down_s > 0.0
         self._mean_up, self._mean_down = spec.mean_up_s, spec.mean_down_s
-        # The schedule comes from a private stream seeded now, so it does not depend on
-        # the order of queries; stdlib `random` keeps creating it cheap (~5 us).
-        self._seed = int(rng.bit_generator.random_raw()) if self._outages else 0
-        self._sched: random.Random | None = None
+        # The schedule has a stream of its own, seeded now: it does not depend on the order of queries.
+        self._sched = CounterStream(int(rng.integers(1 << 63))) if self._outages else None
         self._sw = [0.0]  # switch times; [sw[i], sw[i+1]) is up for even i, down for odd i
-        self._cum = [0.0]  # up time accumulated before sw[i]
-        self.transfers = 0
-        self.restarts = 0
-        self.bytes_up = 0
-        self.bytes_down = 0
-        self.outage_wait_s = 0.0
+
+    @property
+    def has_outages(self) -> bool:
+        return self._outages
 
     # ------------------------------------------------------------------ schedule
     def _extend(self) -> None:
-        """Append _BATCH more up/down pairs to the schedule."""
-        if self._sched is None:
-            self._sched = random.Random(self._seed)
-        draw, sw, cum = self._sched.expovariate, self._sw, self._cum
-        t, c = sw[-1], cum[-1]
-        for _ in range(_BATCH):
-            up = draw(1.0 / self._mean_up)
-            t += up
-            c += up
+        """Append up/down pairs to the schedule: as many again as it holds, from 2 up to 64."""
+        assert self._sched is not None
+        draw, sw = self._sched.exponential, self._sw
+        t = sw[-1]
+        for _ in range(min(_MAX_BATCH, max(_FIRST_BATCH, len(sw) // 2))):
+            t += draw(self._mean_up)
             sw.append(t)
-            cum.append(c)
-            t += draw(1.0 / self._mean_down)
+            t += draw(self._mean_down)
             sw.append(t)
-            cum.append(c)
 
     def _index(self, t: float) -> int:
         """Index i of the schedule interval [sw[i], sw[i+1]) holding t (extends as needed)."""
@@ -144,22 +80,23 @@ class Link:
         i = self._index(t)
         return t if i % 2 == 0 else self._sw[i + 1]
 
-    def outages_between(self, t0: float, t1: float) -> tuple[tuple[float, float], ...]:
-        """Outages overlapping [t0, t1), as (start, end) clipped to that span."""
-        if not self._outages or t1 <= t0:
-            return _NO_OUTAGES
-        i = self._index(t0)
-        self._index(t1)
-        i += i % 2 == 0  # first down interval at or after t0
-        out = []
-        sw = self._sw  # sw[-1] > t1, so every down interval starting before t1 has its end in sw
-        while i < len(sw) and sw[i] < t1:
-            out.append((max(sw[i], t0), min(sw[i + 1], t1)))
-            i += 2
-        return tuple(out)
+    def next_down(self, t: float) -> float:
+        """Start of the first outage holding or following time t [s] (t itself if the link is down); inf without
+        outages."""
+        if not self._outages:
+            return math.inf
+        i = self._index(t)
+        if i % 2:
+            return t
+        if i + 1 >= len(self._sw):
+            self._extend()
+        return self._sw[i + 1]
 
     # ------------------------------------------------------------------ transfers
-    def _bandwidth(self, direction: str) -> float:
+    def bandwidth(self, direction: Literal["up", "down"]) -> float:
+        """Draw the bandwidth of one transfer [bit/s]."""
+        if direction not in ("up", "down"):
+            raise ValueError(f"transfer direction must be 'up' or 'down', got {direction!r}")
         trace = self._trace
         if trace is not None:
             if trace.kind == "samples":
@@ -171,90 +108,17 @@ class Link:
             else:
                 mean, sd = trace.up_bps[r], trace.up_sd_bps[r]
             return _lognormal(self._rng, float(mean), _log_sigma(sd / mean))
-        return _lognormal(self._rng, self._down_bps if direction == "down" else self._up_bps, self._sigma)
+        return _lognormal(self._rng, self.spec.down_bps if direction == "down" else self.spec.up_bps, self._sigma)
 
-    def transfer(self, start: float, nbytes: int, direction: Literal["up", "down"]) -> Transfer:
-        """Send (up) or receive (down) `nbytes` starting at `start`; see the module docstring."""
-        if direction not in ("up", "down"):
-            raise ValueError(f"transfer direction must be 'up' or 'down', got {direction!r}")
-        if nbytes < 0:
-            raise ValueError(f"transfer size must be >= 0 bytes, got {nbytes!r}")
-        bps = self._bandwidth(direction)
-        need = self._latency + 8.0 * nbytes / bps
-        end = last = start + need
-        restarts, air, reason, outages = 0, nbytes, "", _NO_OUTAGES
-        if self._outages and need > 0.0:
-            i = self._index(start)
-            if i % 2 or end > self._sw[i + 1]:  # not inside one up period: walk the schedule
-                if self.spec.on_outage == "resume":
-                    end = last = self._resume_end(start, need)
-                else:
-                    end, last, restarts, wasted, reason = self._restart_end(start, need, bps, nbytes)
-                    air = wasted + (nbytes if not reason else 0)
-                outages = self.outages_between(start, last)
-                self.restarts += restarts
-                self.outage_wait_s += sum(e - s for s, e in outages)
-        self.transfers += 1
-        if direction == "up":
-            self.bytes_up += air
-            energy = air * self.spec.tx_j_per_byte
-        else:
-            self.bytes_down += air
-            energy = air * self.spec.rx_j_per_byte
-        return Transfer(direction, nbytes, start, end, bps, outages, restarts, air, energy, not reason, reason)
-
-    def _resume_end(self, start: float, need: float) -> float:
-        i = self._index(start)
-        target = self._cum[i] + (start - self._sw[i] if i % 2 == 0 else 0.0) + need
-        while self._cum[-1] < target:
-            self._extend()
-        j = bisect_left(self._cum, target)  # cum[j-1] < target <= cum[j]; [sw[j-1], sw[j]) is up
-        return max(start + need, self._sw[j - 1] + (target - self._cum[j - 1]))
-
-    def _restart_end(self, start: float, need: float, bps: float, nbytes: int) -> tuple[float, float, int, int, str]:
-        """(end, time of the last event, restarts, bytes wasted on failed attempts, reason if abandoned)."""
-        t, restarts, wasted = start, 0, 0
-        while True:
-            i = self._index(t)
-            if i % 2:
-                i += 1
-                t = self._sw[i]
-                if i + 1 >= len(self._sw):
-                    self._extend()
-            up_end = self._sw[i + 1]
-            if up_end - t >= need:
-                return t + need, t + need, restarts, wasted, ""
-            wasted += min(nbytes, int(max(0.0, up_end - t - self._latency) * bps / 8.0))
-            if restarts == self.spec.max_restarts:
-                reason = (
-                    f"abandoned after {restarts} restarts: it needs {need:.3g} s of unbroken up time but up "
-                    f"periods average {self.spec.mean_up_s:g} s; use on_outage='resume', a faster link or "
-                    f"fewer bytes"
-                )
-                return math.inf, up_end, restarts, wasted, reason
-            restarts += 1
-            t = up_end
+    def power_w(self, direction: Literal["up", "down"], bandwidth_bps: float) -> float:
+        """Radio power while data flows at `bandwidth_bps` (energy per byte x bytes per second) [W]."""
+        per_byte = self.spec.tx_j_per_byte if direction == "up" else self.spec.rx_j_per_byte
+        return per_byte * bandwidth_bps / 8.0
 
     # ------------------------------------------------------------------ logging
     def config(self) -> dict[str, Any]:
         """Static description (flattened spec)."""
         return spec_dict(self.spec)
-
-    def state(self) -> dict[str, Any]:
-        """Transfers, restarts, bytes on air per direction and seconds spent waiting on outages."""
-        return {
-            "transfers": self.transfers,
-            "restarts": self.restarts,
-            "bytes_up_on_air": self.bytes_up,
-            "bytes_down_on_air": self.bytes_down,
-            "outage_wait_s": self.outage_wait_s,
-        }
-
-
-@lru_cache(maxsize=256)
-def _trace_of(spec: LinkSpec) -> BandwidthTrace | None:
-    """The spec's bandwidth trace, read once per spec (the spec validated the file)."""
-    return read_bandwidth_trace(spec.bandwidth_trace) if spec.bandwidth_trace is not None else None
 
 
 def _log_sigma(cv: float) -> float:
@@ -262,7 +126,7 @@ def _log_sigma(cv: float) -> float:
     return math.sqrt(math.log1p(cv * cv))
 
 
-def _lognormal(rng: np.random.Generator, mean: float, sigma: float) -> float:
+def _lognormal(rng: RandomStream, mean: float, sigma: float) -> float:
     """A lognormal draw with the given mean and log-sigma (the mean itself when sigma is 0)."""
     if sigma == 0.0:
         return mean

@@ -18,7 +18,7 @@ import numpy as np
 from devices.specs import DAY_S, MainsCharging, SolarHarvest
 from devices.traces import read_solar_trace
 
-__all__ = ["PowerProfile", "clear_sky_fraction", "recharge_profile"]
+__all__ = ["PowerProfile", "clear_sky_fraction", "recharge_profile", "start_days"]
 
 _SUNRISE_H, _SUNSET_H = 6.0, 18.0
 _CURVE_STEP_S = 300.0
@@ -64,8 +64,8 @@ class PowerProfile:
         return self.power[min(bisect_right(self.edges, r) - 1, len(self.power) - 1)]
 
     def energy(self, t0: float, t1: float) -> float:
-        """Energy delivered over sim time [t0, t1] [J]."""
-        return self._cumulative(t1 + self.offset_s) - self._cumulative(t0 + self.offset_s)
+        """Energy delivered over sim time [t0, t1] [J] (never negative: a difference of cumulative sums can round below 0)."""
+        return max(0.0, self._cumulative(t1 + self.offset_s) - self._cumulative(t0 + self.offset_s))
 
     def time_to_harvest(self, t0: float, joules: float) -> float:
         """Earliest sim time t >= t0 by which `joules` have been delivered (inf if never)."""
@@ -128,12 +128,19 @@ def _base_profile(spec: MainsCharging | SolarHarvest) -> PowerProfile:
     return PowerProfile(trace.times_s, spec.panel_w * trace.values)
 
 
-def recharge_profile(spec: MainsCharging | SolarHarvest, rng: np.random.Generator | None = None) -> PowerProfile:
-    """The power profile of a recharge spec; with `random_start` the rng picks a whole-day offset."""
-    profile = _base_profile(spec)
+def start_days(spec: MainsCharging | SolarHarvest) -> int:
+    """How many whole-day start offsets a device may draw from (`random_start` solar traces; else 1)."""
     if isinstance(spec, SolarHarvest) and spec.random_start and spec.trace_path is not None:
-        if rng is None:
-            raise ValueError("SolarHarvest.random_start needs a random generator; pass rng")
-        days = max(1, int(profile.period // DAY_S))
-        return profile.shifted(float(rng.integers(days)) * DAY_S)
+        return max(1, int(_base_profile(spec).period // DAY_S))
+    return 1
+
+
+def recharge_profile(spec: MainsCharging | SolarHarvest, start_day: int = 0) -> PowerProfile:
+    """The power profile of a recharge spec; a `random_start` trace begins at whole day `start_day`."""
+    profile = _base_profile(spec)
+    days = start_days(spec)
+    if days > 1:
+        if not 0 <= start_day < days:
+            raise ValueError(f"start_day must be in [0, {days}) (whole days of the trace), got {start_day!r}")
+        return profile.shifted(float(start_day) * DAY_S)
     return profile

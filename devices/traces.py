@@ -13,10 +13,12 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "BANDWIDTH_FORMAT",
@@ -101,6 +103,8 @@ def _stat_key(path: str | Path, what: str, fmt: str) -> tuple[str, int, int]:
 
 
 def _read_csv(path: Path, what: str, fmt: str) -> pd.DataFrame:
+    import pandas as pd  # only when a trace is read: importing devices stays light
+
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -111,6 +115,8 @@ def _read_csv(path: Path, what: str, fmt: str) -> pd.DataFrame:
 
 
 def _numeric(frame: pd.DataFrame, col: str, path: Path, what: str) -> np.ndarray:
+    import pandas as pd
+
     values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
@@ -167,6 +173,8 @@ def _read_solar_cached(path_s: str, _mtime: int, _size: int, column: str | None,
 
 
 def _time_column(col: pd.Series, path: Path) -> np.ndarray:
+    import pandas as pd
+
     numeric = pd.to_numeric(col, errors="coerce")
     if numeric.notna().all():
         times = numeric.to_numpy(dtype=float)

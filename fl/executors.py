@@ -7,8 +7,10 @@
   the models in `fl.batched.BATCHED_MODELS_CPU` (where that is faster) and otherwise
   trains one job after another.
 - `process` trains (and encrypts) jobs in a pool of worker processes (one per core, one
-  torch thread each), keeps the pool busy with jobs submitted ahead while the engine goes
-  on, and takes large uploads back through files in /dev/shm rather than the pipe.
+  torch thread each), forked from a fork server that imported torch once; the workers
+  start while the simulation builds, keep busy with jobs submitted ahead while the engine
+  goes on, take large uploads back through files in /dev/shm rather than the pipe, and
+  end with the process that started them (even if it is killed).
 - `ray` runs each job as a Ray task, on a local Ray or the cluster named by RAY_ADDRESS
   (`pip install .[ray]`); see `fl.ray_executor`.
 
@@ -25,6 +27,8 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import shutil
+import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections import defaultdict
@@ -38,6 +42,7 @@ import torch
 from fl.batched import batchable, batched_local_update
 from fl.jobs import ClientUpload, ClientWorkload, Executor, Job, TrainingTask
 from fl.spool import Spooled, ship, spool_directory, unship
+from fl.training import LocalResult
 
 __all__ = [
     "EXECUTORS",
@@ -47,6 +52,7 @@ __all__ = [
     "ProcessExecutor",
     "SequentialExecutor",
     "make_executor",
+    "prepare",
     "resolve_all",
     "torch_threads",
 ]
@@ -69,8 +75,8 @@ def resolve_all(jobs: list[Job | None]) -> None:
     """Resolve every unfinished job, handing each executor all of its jobs in one call."""
     by_executor: dict[Executor, list[Job]] = {}  # executors hash by identity
     for job in jobs:
-        if job is not None and not job.done:
-            by_executor.setdefault(job.executor, []).append(job)  # set while the job is unresolved
+        if job is not None and job.executor is not None:  # set while the job is unresolved
+            by_executor.setdefault(job.executor, []).append(job)
     for ex, group in by_executor.items():
         ex.resolve(group)
 
@@ -154,7 +160,7 @@ class BatchedExecutor(SequentialExecutor):
         """Train one batch (jobs already in the run's result cache are taken from it), then seal."""
         w = self.workload
         keys = [w.cache_key(j.task, j.base_params()) for j in group]
-        results = [w.cached(key, j.base_params()) for key, j in zip(keys, group)]
+        results: list[LocalResult | None] = [w.cached(key, j.base_params()) for key, j in zip(keys, group)]
         todo = [i for i, res in enumerate(results) if res is None]
         if todo:
             trained = batched_local_update(
@@ -168,10 +174,10 @@ class BatchedExecutor(SequentialExecutor):
             for i, res in zip(todo, trained, strict=True):
                 w.store(keys[i], res)
                 results[i] = res
-        for job, res in zip(group, results, strict=True):
-            assert res is not None
+        for job, done in zip(group, results, strict=True):
+            assert done is not None
             self._waiting.pop(job, None)
-            job.set_result(w.seal(res.params, res.num_samples, res.train_loss))
+            job.set_result(w.seal(done.params, done.num_samples, done.train_loss))
 
     def close(self) -> None:
         """Forget waiting jobs."""
@@ -186,6 +192,8 @@ class PrefetchingExecutor(ABC):
     device failed is dropped by the engine and never dispatched after that. Subclasses
     provide `_launch(task, base_params) -> handle` and `_collect(handles) -> uploads`.
     """
+
+    name: str
 
     def __init__(self, workload: ClientWorkload, workers: int) -> None:
         self.workload = workload
@@ -232,12 +240,32 @@ class PrefetchingExecutor(ABC):
 
 
 _WORKER_WORKLOAD: ClientWorkload | None = None
+_DRIVER_POLL_S = 0.5  # how often a worker checks that the process that started it is still alive
+_PRELOAD = ["fl.executors"]  # imported once by the fork server, so that workers start as forks of it
 
 
-def _init_worker(workload: ClientWorkload) -> None:
+def _init_worker(workload: ClientWorkload, driver_pid: int) -> None:
     global _WORKER_WORKLOAD
     torch.set_num_threads(TRAIN_THREADS)
     _WORKER_WORKLOAD = workload
+    threading.Thread(target=_exit_with_driver, args=(driver_pid,), name="ppafl-driver-watch", daemon=True).start()
+
+
+def _exit_with_driver(driver_pid: int) -> None:
+    """End this worker as soon as the driver is gone (e.g. killed with SIGKILL, which no handler sees)."""
+    while _process_alive(driver_pid):
+        time.sleep(_DRIVER_POLL_S)
+    os._exit(1)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (the pid was reused): our driver is gone
+        return False
+    return True
 
 
 def _worker_ready() -> bool:
@@ -249,29 +277,60 @@ def _train_in_worker(task: TrainingTask, base_params: np.ndarray, spool: str) ->
     return ship(_WORKER_WORKLOAD.run(task, base_params), spool)
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """The start method of worker pools: a fork server (torch imported once, workers forked from it), else spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)  # effective until the fork server first starts
+    return ctx
+
+
+def prepare(name: str) -> None:
+    """Start what executor `name` can start before its workload exists: the process pool's fork server, which
+    then imports torch while this process goes on (e.g. loads the data)."""
+    if name == "process" and "forkserver" in multiprocessing.get_all_start_methods():
+        _pool_context()
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 class ProcessExecutor(PrefetchingExecutor):
-    """Trains jobs in `workers` local processes (default: one per usable core), one torch thread each."""
+    """Trains jobs in `workers` local processes (default: one per usable core), one torch thread each.
+
+    The workers start in the background (the first job waits for them); each ends as soon as the process
+    that started it is gone, even if that was killed with SIGKILL.
+    """
 
     name = "process"
 
     def __init__(self, workload: ClientWorkload, workers: int | None = None) -> None:
         super().__init__(workload, workers or len(os.sched_getaffinity(0)))
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         import torch.multiprocessing  # noqa: F401  (registers shared-memory pickling of tensors)
 
         self._pool = cf.ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=_pool_context(),
             initializer=_init_worker,
-            initargs=(workload,),
+            initargs=(workload, os.getpid()),
         )
         self._spool = spool_directory()
         self._remove_spool = weakref.finalize(self, shutil.rmtree, self._spool, True)
-        # Start every worker now: a workload that cannot be sent fails here, not mid-run.
-        for ready in [self._pool.submit(_worker_ready) for _ in range(self.workers)]:
-            ready.result()
+        # Start every worker now, without waiting: a workload that cannot be sent fails at the first job.
+        self._starting: list[cf.Future] | None = [self._pool.submit(_worker_ready) for _ in range(self.workers)]
 
     def _launch(self, task: TrainingTask, base_params: np.ndarray) -> cf.Future:
+        if self._starting is not None:
+            try:
+                for ready in self._starting:
+                    ready.result()
+            except Exception as exc:
+                raise RuntimeError(
+                    f"the process executor's {self.workers} worker processes did not start ({type(exc).__name__}: "
+                    f"{exc}); run with --executor sequential, or check that the workload can be sent to a process"
+                ) from exc
+            self._starting = None
         return self._pool.submit(_train_in_worker, task, base_params, self._spool)
 
     def _collect(self, handles: list[cf.Future]) -> list[ClientUpload]:

@@ -17,7 +17,16 @@ from typing import Protocol
 
 import numpy as np
 
-from crypto import SCHEME_PARAM_SETS, make_secure_aggregation, payload_nbytes
+from crypto import (
+    DEFAULT_PARAMS,
+    SCHEME_PARAM_SETS,
+    BFVEncoder,
+    FixedPointEncoder,
+    OverflowRiskError,
+    PackedEncoder,
+    make_secure_aggregation,
+    payload_nbytes,
+)
 
 __all__ = [
     "CRYPTO_COST",
@@ -25,7 +34,9 @@ __all__ = [
     "PlainAggregate",
     "PlainAggregator",
     "PlainVector",
+    "choose_params",
     "describe_encryption",
+    "encoder_for",
     "integer_weights",
     "make_codec",
     "scheme_of",
@@ -113,11 +124,40 @@ def scheme_of(params: str) -> str:
     raise ValueError(f"unknown parameter set {params!r}; known: {known}")
 
 
+def encoder_for(
+    params: str, num_values: int, max_clients: int, weight_bits: int, scale_bits: int, value_bound: float
+) -> FixedPointEncoder:
+    """The fixed-point encoder of parameter set `params` for these sums; OverflowRiskError if they do not fit."""
+    scheme = scheme_of(params)
+    encoder_class = BFVEncoder if scheme == "bfv" else PackedEncoder
+    return encoder_class(SCHEME_PARAM_SETS[scheme][params], num_values, max_clients, weight_bits, scale_bits, value_bound)
+
+
+def choose_params(
+    scheme: str, params: str | None, num_values: int, max_clients: int, weight_bits: int, scale_bits: int,
+    value_bound: float,
+) -> str:
+    """`params`, or (None) the cheapest of the scheme's default sets whose encoder holds sums of
+    `max_clients` updates; OverflowRiskError (the last set's reason) when none does."""
+    if params is not None:
+        return params
+    last: OverflowRiskError | None = None
+    for name in DEFAULT_PARAMS[scheme]:
+        try:
+            encoder_for(name, num_values, max_clients, weight_bits, scale_bits, value_bound)
+        except OverflowRiskError as exc:
+            last = exc
+            continue
+        return name
+    assert last is not None
+    raise last
+
+
 def make_codec(
     mode: str,
     num_values: int,
     max_clients: int,
-    params: str = "high_throughput",
+    params: str = "high_throughput",  # ignored with mode "off"
     weight_bits: int = 8,
     scale_bits: int = 16,
     value_bound: float = 8.0,

@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from sim.scenario import TRAIN_SAMPLES, Scenario, ScenarioError, group_sizes
+from sim.fleet import group_sizes
+from sim.scenario import TRAIN_SAMPLES, Scenario, ScenarioError
 
 __all__ = [
     "MAX_CYCLES_PER_TRANSFER",

@@ -1,134 +1,124 @@
 """The SimPy engine: a fleet of devices training for a server, in simulated time.
 
-Each invited device runs one job as a SimPy process: download the global model ->
-decrypt -> train -> encrypt -> upload, each phase taking time from its compute and link
-models and energy from its battery; an outage stretches a transfer, a dropout or an
-empty battery ends the job. A finished upload reaches the server as a timed
-`UpdateArrived`. Gradient work is deferred to the executor and never moves the
-simulated clock, so the same scenario and seed give the same numbers on any machine.
+A run is composed of parts, each with one job (Vessim's `Environment` is the model):
+
+- a `Fleet` (`sim.fleet`): the devices, passive until touched;
+- a `Workload` (`sim.workload`): data, model, codec, executor, global model versions;
+- a `Server` (`fl.server`): the untrusted aggregator and its strategy;
+- a `Monitor` (`sim.monitor`): evaluation, stop conditions, progress;
+- a `Recorder` (`sim.recorder`): the event log and the metrics.
+
+`Simulation(fleet, workload, server, monitor, ...)` wires parts built in code;
+`Simulation.from_scenario(scenario, ...)` builds them from a validated scenario. Each
+invited device runs one `DeviceJob` (`sim.device_job`), a SimPy process that failures
+interrupt. Gradient work is deferred to the executor and never moves the simulated
+clock, so the same scenario and seed give the same numbers on any machine and executor.
+A watchdog (`sim.watchdog`) stops a run that makes no simulated progress or goes over
+its event or memory budget.
 """
 
 from __future__ import annotations
 
+import gc
+import math
 import weakref
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
+from simpy.core import StopSimulation
 
-from devices import AvailabilitySpec, Device
-from fl.executors import resolve_all
-from fl.global_model import GlobalModels
-from fl.jobs import Job, TrainingTask, task_seed
-from fl.result_cache import ResultCache
+from devices import AvailabilitySpec, BatteryDepletion
 from fl.server import Network, PayloadRef, Server, UpdateArrived
-from fl.strategies import AggregationPlan, make_strategy
+from fl.strategies import AggregationPlan
+from sim.device_job import TRAIN_FLOPS_PER_FORWARD, DeviceJob, JobStopped
+from sim.fleet import DeviceGroup, Fleet, SourceFactory, build_fleet
+from sim.monitor import Monitor
 from sim.progress import RunProgress
 from sim.recorder import Recorder
-from sim.scenario import Scenario
-from sim.workload import Workload, build_workload, clients_per_round
+from sim.watchdog import RunBudget, Watchdog
 
-__all__ = ["TRAIN_FLOPS_PER_FORWARD", "Simulation", "build_fleet"]
+if TYPE_CHECKING:
+    from fl.jobs import Job
+    from fl.result_cache import ResultCache
+    from sim.scenario import Scenario
+    from sim.workload import Workload
 
-TRAIN_FLOPS_PER_FORWARD = 3.0  # forward + backward (about twice the forward) per sample
+__all__ = ["TRAIN_FLOPS_PER_FORWARD", "Simulation", "fleet_from_scenario", "server_from_scenario"]
 
-
-def _group_sizes(shares: list[float], total: int) -> list[int]:
-    """Split `total` by `shares` with the largest-remainder method (sizes sum to total)."""
-    exact = [s * total for s in shares]
-    sizes = [int(x) for x in exact]
-    order = sorted(range(len(shares)), key=lambda i: exact[i] - sizes[i], reverse=True)
-    for i in order[: total - sum(sizes)]:
-        sizes[i] += 1
-    return sizes
-
-
-def build_fleet(scenario: Scenario, seed_seq: np.random.SeedSequence) -> list[Device]:
-    """The scenario's devices, classes assigned by share in a seeded random order."""
-    fleet_cfg, failures = scenario.fleet, scenario.failures
-    n = fleet_cfg.num_devices
-    sizes = _group_sizes([g.share for g in fleet_cfg.groups], n)
-    group_of = np.repeat(np.arange(len(sizes)), sizes)
-    np.random.default_rng(seed_seq.spawn(1)[0]).shuffle(group_of)
-    profiles = [g.profile() for g in fleet_cfg.groups]
-    availability = AvailabilitySpec(
-        dropout_rate=failures.dropout_rate,
-        dropout_window_s=failures.dropout_window_s or scenario.stop.max_time_s,
-        unavailability=failures.unavailability,
-        daily_window=failures.daily_window,
-    )
-    streams = seed_seq.spawn(n)
-    devices = []
-    for i in range(n):
-        g = fleet_cfg.groups[group_of[i]]
-        devices.append(
-            Device(
-                i, g.device, g.link, profiles[group_of[i]], availability, np.random.default_rng(streams[i]),
-                horizon_s=scenario.stop.max_time_s,
-            )
-        )
-    return devices
-
-
-@dataclass
-class _DeviceTotals:
-    jobs: int = 0
-    updates_sent: int = 0
-    jobs_failed: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    transfer_restarts: int = 0
-    depletions: int = 0
-    declined: int = 0
+_CHUNK = 2048  # SimPy steps between two watchdog checks
+_GC_EVERY = 256  # chunks between two collections of the young generations while the engine runs
 
 
 class Simulation:
-    """One run of a scenario: build everything, then `run()` until a stop condition.
+    """One run: the SimPy environment and the parts it wires (see the module docstring).
 
     The simulation is the server's `Network`: the server reaches devices, timers, the
     clients' payloads and the key holders only through the calls it makes on it.
+    `seed` seeds the training jobs (`fl.jobs.task_seed`); `budget` bounds the run; `name`
+    names it in error messages.
     """
 
     def __init__(
         self,
+        fleet: Fleet,
+        workload: Workload,
+        server: Server,
+        monitor: Monitor,
+        *,
+        seed: int = 0,
+        recorder: Recorder | None = None,
+        budget: RunBudget | None = None,
+        name: str | None = None,
+    ) -> None:
+        if server.num_clients != len(fleet) or len(workload.samples) != len(fleet):
+            raise ValueError(
+                f"the fleet has {len(fleet)} devices but the server expects {server.num_clients} clients and the "
+                f"workload holds {len(workload.samples)}; build them for the same number of devices"
+            )
+        self.env = simpy.Environment()
+        self.fleet, self.workload, self.server, self.monitor = fleet, workload, server, monitor
+        self.models = workload.models
+        self.recorder = recorder if recorder is not None else Recorder()
+        self.seed = seed
+        self.budget = budget if budget is not None else RunBudget()
+        what = "the run" if name is None else f"scenario {name!r}"
+        self.watchdog = Watchdog(self.budget, len(fleet), lambda: self.recorder.num_events, self.recorder.recent, what)
+        self._work: weakref.WeakKeyDictionary[PayloadRef, Job] = weakref.WeakKeyDictionary()
+        self._next_ref = 0
+        self._running: dict[int, DeviceJob] = {}
+
+    @classmethod
+    def from_scenario(
+        cls,
         scenario: Scenario,
         executor: str = "sequential",
         progress: bool | RunProgress = False,
         cache: ResultCache | None = None,
-    ) -> None:
-        self.scenario = scenario
-        self.progress = RunProgress(scenario) if progress is True else progress or None
+        budget: RunBudget | None = None,
+    ) -> Simulation:
+        """Build every part from `scenario` (independent random streams spawned from its seed)."""
+        from sim.workload import build_workload
+
         root = np.random.SeedSequence(scenario.seed)
         fleet_seq, server_seq, init_seq = root.spawn(3)
-        self.env = simpy.Environment()
-        self.recorder = Recorder()
-        self.devices = build_fleet(scenario, fleet_seq)
-        self.num_clients = len(self.devices)
+        fleet = fleet_from_scenario(scenario, fleet_seq)
         init_seed = int(init_seq.generate_state(1)[0])
-        self.workload: Workload = build_workload(scenario, self.num_clients, init_seed, executor, cache)
-        self.models: GlobalModels | None = self.workload.models
-        strategy = make_strategy(scenario.strategy)
-        self.server = Server(
-            strategy=strategy,
-            aggregator=self.workload.aggregator,
-            num_clients=self.num_clients,
-            clients_per_round=clients_per_round(scenario, self.num_clients),
-            round_deadline_s=scenario.strategy.round_deadline_s,
-            weight_bits=scenario.encryption.weight_bits,
-            rng=np.random.default_rng(server_seq),
-            injected_fraction=scenario.injected_delay.fraction,
-            injected_max_rounds=scenario.injected_delay.max_rounds,
+        workload = build_workload(scenario, len(fleet), init_seed, executor, cache)
+        stop, evaluation = scenario.stop, scenario.evaluation
+        monitor = Monitor(
+            stop.max_time_s,
+            max_versions=stop.max_versions,
+            target_accuracy=stop.target_accuracy,
+            eval_interval_s=evaluation.interval_s,
+            eval_every_versions=evaluation.every_versions,
+            progress=RunProgress(scenario) if progress is True else progress or None,
+            name=scenario.name,
         )
-        self.totals = [_DeviceTotals() for _ in self.devices]
-        self._work: weakref.WeakKeyDictionary[PayloadRef, Job] = weakref.WeakKeyDictionary()
-        self._next_ref = 0
-        self._busy: set[int] = set()
-        self._stop = self.env.event()
-        self.stop_reason = ""
-        self._last_eval_time = -1.0
-        self.reached_target_at: float | None = None
+        server = server_from_scenario(scenario, len(fleet), workload.aggregator, np.random.default_rng(server_seq))
+        return cls(fleet, workload, server, monitor, seed=scenario.seed, budget=budget, name=scenario.name)
 
     # ------------------------------------------------------------- the server's Network
     @property
@@ -136,23 +126,25 @@ class Simulation:
         return float(self.env.now)
 
     def available(self, client: int) -> bool:
-        return client not in self._busy and self.devices[client].online(self.now)
+        return not self.fleet.busy[client] and self.fleet.online(client, self.env.now)
 
     def invite(self, client: int, version: int) -> bool:
-        dev = self.devices[client]
+        dev = self.fleet.device(client)
         if dev.availability.declines_invitation():
-            self.totals[client].declined += 1
+            self.fleet.add(client, "invitations_declined")
             self.log("invitation_declined", client, version=version)
             return False
-        self._busy.add(client)
-        self.env.process(self._job(client, version))
+        self.fleet.busy[client] = 1
+        self._running[client] = DeviceJob(self, client, version)
         return True
 
     def call_at(self, time: float, fn: Callable[[Network], None]) -> None:
-        self.env.timeout(max(0.0, time - self.now)).callbacks.append(lambda _ev: fn(self))
+        self.env.timeout(max(0.0, time - self.env.now)).callbacks.append(lambda _ev: fn(self))
 
     def fetch(self, refs: Sequence[PayloadRef]) -> list[tuple[Any, str | None]]:
         """The payloads behind `refs`: the clients' training runs now (all of it at once, so executors batch)."""
+        from fl.executors import resolve_all
+
         jobs = [self._work.pop(ref) for ref in refs]
         resolve_all(list(jobs))
         uploads = [job.result() for job in jobs]
@@ -166,154 +158,140 @@ class Simulation:
 
     def log(self, event: str, device: int = -1, **info: Any) -> None:
         version = info.pop("version", self.server.version)
-        self.recorder.event(self.now, event, device, version, **info)
+        self.recorder.event(self.env.now, event, device, version, **info)
 
     def version_created(self, version: int) -> None:
         if self.models is not None:
             self.models.forget_before(self.server.oldest_version_in_use())
-        stop = self.scenario.stop
-        every = self.scenario.evaluation.every_versions
-        if self.progress is not None:
-            self.progress.version(self, version)
-        if every and version % every == 0:
-            self._evaluate()
-        if stop.max_versions is not None and version >= stop.max_versions:
-            self._finish(f"reached {stop.max_versions} global versions")
+        self.monitor.version_created(self, version)
 
     # ------------------------------------------------------------- device jobs
-    def _phase(self, client: int, seconds: float, joules: float, cause: str, name: str) -> Generator:
-        """Spend `seconds` and `joules` on one phase; False if a dropout or empty battery ends the job."""
-        dev, now = self.devices[client], self.now
-        if not dev.battery.try_draw(now, joules, cause):
-            self.totals[client].depletions += 1
-            self.log("battery_depleted", client, phase=name)
-            back = dev.battery.time_recharged(now)
-            if np.isfinite(back):
-                self.call_at(back, lambda _net: self.log("battery_recharged", client))
-            return False
-        end = now + seconds
-        if dev.availability.dropout_time < end:
-            yield self.env.timeout(max(0.0, dev.availability.dropout_time - now))
-            self.log("dropped_out", client, phase=name)
-            return False
-        self.log(f"{name}_start", client)
-        yield self.env.timeout(seconds)
-        self.log(f"{name}_end", client)
-        return True
+    def start_training(self, client: int, version: int, job_number: int) -> PayloadRef | None:
+        """Submit the training a device starts now; the handle its upload will carry (None: time-only)."""
+        w = self.workload
+        if w.executor is None or self.models is None:
+            return None
+        from fl.jobs import TrainingTask, task_seed
 
-    def _transfer(self, client: int, nbytes: int, direction: str) -> Generator:
-        dev = self.devices[client]
-        tr = dev.link.transfer(self.now, nbytes, direction)
-        for start, end in tr.outages:
-            self.recorder.event(start, "transfer_paused", client, self.server.version, direction=direction)
-            self.recorder.event(end, "transfer_resumed", client, self.server.version, direction=direction)
-        self.totals[client].transfer_restarts += tr.restarts
-        name = "upload" if direction == "up" else "download"
-        if not tr.completed:
-            self.log(f"{name}_abandoned", client, reason=tr.reason)
-            return False
-        ok = yield from self._phase(client, tr.end - self.now, tr.energy_j, "tx" if direction == "up" else "rx", name)
-        if ok:
-            t = self.totals[client]
-            if direction == "up":
-                t.bytes_sent += tr.bytes_on_air
-            else:
-                t.bytes_received += tr.bytes_on_air
-        return ok
+        ref = PayloadRef(self._next_ref)
+        self._next_ref += 1
+        task = TrainingTask(client, version, task_seed(self.seed, client, job_number))
+        self._work[ref] = w.executor.submit(task, self.models.get(version))
+        return ref
 
-    def _job(self, client: int, version: int) -> Generator:
-        dev, totals, w = self.devices[client], self.totals[client], self.workload
-        totals.jobs += 1
-        job_number = totals.jobs
-        ok = yield from self._transfer(client, w.download_nbytes, "down")
-        if ok and w.encrypted:
-            secs = dev.compute.crypto_seconds(w.crypto_params["decrypt"])
-            ok = yield from self._phase(client, secs, dev.compute.crypto_energy_j(secs), "crypto", "decrypt")
-        ref = None
-        if ok:
-            flops = TRAIN_FLOPS_PER_FORWARD * w.flops_per_sample * w.num_samples(client) * self.scenario.training.epochs
-            if w.executor is not None and self.models is not None:
-                task = TrainingTask(client, version, task_seed(self.scenario.seed, client, job_number))
-                ref = PayloadRef(self._next_ref)
-                self._next_ref += 1
-                self._work[ref] = w.executor.submit(task, self.models.get(version))
-            secs = dev.compute.train_seconds(flops)
-            ok = yield from self._phase(client, secs, dev.compute.train_energy_j(flops), "compute", "train")
-        if ok and w.encrypted:
-            secs = dev.compute.crypto_seconds(w.crypto_params["encrypt"])
-            ok = yield from self._phase(client, secs, dev.compute.crypto_energy_j(secs), "crypto", "encrypt")
-        if ok:
-            ok = yield from self._transfer(client, w.upload_nbytes, "up")
-        self._busy.discard(client)
-        if not ok:
-            totals.jobs_failed += 1
-            self.server.job_failed(client, "job ended early", self)
-            return
-        totals.updates_sent += 1
-        self.server.receive(UpdateArrived(client, version, w.num_samples(client), self.now, ref), self)
+    def job_finished(self, job: DeviceJob, ref: PayloadRef | None) -> None:
+        """A device's upload completed: the update reaches the server."""
+        c = job.client
+        self.fleet.busy[c] = 0
+        del self._running[c]
+        self.fleet.add(c, "updates_sent")
+        self.server.receive(UpdateArrived(c, job.version, self.workload.num_samples(c), self.now, ref), self)
 
-    # ------------------------------------------------------------- evaluation & stop
-    def _evaluate(self) -> None:
-        if self._last_eval_time == self.now:
-            return  # already evaluated this instant
-        self._last_eval_time = self.now
-        version = self.server.version
-        acc, loss = self.workload.evaluate(self.models.current) if self.models is not None else (np.nan, np.nan)
-        stats = self.server.stats
-        self.recorder.metric(
-            time_s=self.now,
-            version=version,
-            accuracy=acc,
-            loss=loss,
-            updates_received=stats["updates_received"],
-            updates_aggregated=stats["updates_aggregated"],
-            agents_reused=stats["agents_reused"],
-            updates_discarded=stats["updates_discarded"],
-            jobs_failed=stats["jobs_failed"],
-            aggregations=stats["aggregations"],
-        )
-        if self.progress is not None:
-            self.progress.evaluated(self, acc)
-        target = self.scenario.stop.target_accuracy
-        if target is not None and acc >= target and self.reached_target_at is None:
-            self.reached_target_at = self.now
-            self._finish(f"reached target accuracy {target:g}")
+    def job_stopped(self, job: DeviceJob, stop: JobStopped) -> None:
+        """A device's job ended early; the server is told, and an emptied battery's recharge is logged when due."""
+        c, hit = job.client, stop.interruption
+        self.fleet.busy[c] = 0
+        del self._running[c]
+        self.fleet.add(c, "jobs_failed")
+        if hit.event == BatteryDepletion.EVENT:
+            back = job.device.battery.time_recharged(self.now)
+            if back < min(self.monitor.max_time_s, job.device.availability.dropout_time):
+                self.call_at(back, lambda _net: self.log("battery_recharged", c))
+        self.server.job_failed(c, f"{hit.event} during {stop.phase}", self)
 
-    def _evaluator(self, interval: float) -> Generator:
-        while True:
-            yield self.env.timeout(interval)
-            self._evaluate()
+    # ------------------------------------------------------------- evaluation and the run
+    def evaluate_global_model(self) -> tuple[float, float]:
+        """Accuracy and loss of the current global model (NaN in time-only runs)."""
+        if self.models is None:
+            return math.nan, math.nan
+        return self.workload.evaluate(self.models.current)
 
-    def _finish(self, reason: str) -> None:
-        if not self._stop.triggered:
-            self.stop_reason = reason
-            self._stop.succeed()
+    @property
+    def stop_reason(self) -> str:
+        return self.monitor.stop_reason
 
     def run(self) -> None:
-        """Run until the simulated time limit, the version limit or the target accuracy."""
-        stop = self.scenario.stop
-        self._evaluate()
-        self.server.start(self)
-        if self.scenario.evaluation.interval_s:
-            self.env.process(self._evaluator(self.scenario.evaluation.interval_s))
-        self.call_at(stop.max_time_s, lambda _net: self._finish(f"reached the time limit {stop.max_time_s:g} s"))
-        if self.progress is not None:
-            self.progress.start(self)
-        try:
-            self.env.run(until=self._stop)
-        finally:
-            if self.progress is not None:
-                self.progress.close()
-        self._evaluate()
-        self._log_passive_events()
+        """Run until the simulated time limit, the version limit or the target accuracy.
 
-    def _log_passive_events(self) -> None:
-        """Outages and dropouts that happened while devices were idle, up to the end of the run."""
+        Raises `sim.watchdog.BudgetExceeded` if the run goes over its budget (see `RunBudget`).
+        """
+        stopped = self.monitor.start(self)
+        self.server.start(self)
+        stopped.callbacks.append(StopSimulation.callback)
+        step, watchdog, env = self.env.step, self.watchdog, self.env
+        chunks = 0
+        try:
+            with _engine_gc():
+                while True:
+                    for _ in range(_CHUNK):
+                        step()
+                    watchdog.check(env.now, _CHUNK)
+                    chunks += 1
+                    if chunks % _GC_EVERY == 0:
+                        gc.collect(1)
+        except StopSimulation:
+            pass
+        self._end()
+
+    def _end(self) -> None:
+        """At the run's end: the final evaluation, running jobs' energy and bytes so far, departures."""
         end = self.now
-        for dev in self.devices:
-            for start, stop in dev.link.outages_between(0.0, end):
-                self.recorder.event(start, "outage_start", dev.id, -1)
-                self.recorder.event(min(stop, end), "outage_end", dev.id, -1)
-            if dev.availability.dropout_time <= end:
-                self.recorder.event(dev.availability.dropout_time, "device_left", dev.id, -1)
-            dev.battery.advance(end)
+        self.monitor.close(self)
+        for job in self._running.values():
+            job.settle(end)
+        left = self.fleet.left_by(end)
+        self.recorder.events_at(self.fleet.dropout_s[left].tolist(), "device_left", left.tolist())
+
+
+@contextmanager
+def _engine_gc() -> Iterator[None]:
+    """While the engine runs, Python's automatic cyclic GC is off.
+
+    The engine's objects die by reference counting (a run leaves no cyclic garbage: `gc.collect()` after one
+    finds none), and the automatic GC would walk the growing set of touched devices again and again (it took
+    ~30% of the engine's time). The run loop still collects the young generations every `_GC_EVERY` chunks,
+    so cycles made elsewhere (e.g. by training) cannot pile up.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def fleet_from_scenario(
+    scenario: Scenario, seed: np.random.SeedSequence, source_factories: Sequence[SourceFactory] = ()
+) -> Fleet:
+    """The scenario's fleet: its groups by share, in a seeded random order, with the scenario's failures."""
+    fleet_cfg, fail = scenario.fleet, scenario.failures
+    availability = AvailabilitySpec(
+        dropout_rate=fail.dropout_rate,
+        dropout_window_s=fail.dropout_window_s or scenario.stop.max_time_s,
+        unavailability=fail.unavailability,
+        daily_window=fail.daily_window,
+    )
+    groups = [DeviceGroup(g.device, g.link, g.profile(), availability) for g in fleet_cfg.groups]
+    return build_fleet(
+        groups, [g.share for g in fleet_cfg.groups], fleet_cfg.num_devices, seed, scenario.stop.max_time_s,
+        source_factories,
+    )
+
+
+def server_from_scenario(scenario: Scenario, num_clients: int, aggregator: Any, rng: np.random.Generator) -> Server:
+    """The scenario's server and strategy for `num_clients` devices."""
+    from fl.strategies import make_strategy
+    from sim.workload import clients_per_round
+
+    return Server(
+        strategy=make_strategy(scenario.strategy),
+        aggregator=aggregator,
+        num_clients=num_clients,
+        clients_per_round=clients_per_round(scenario, num_clients),
+        round_deadline_s=scenario.strategy.round_deadline_s,
+        weight_bits=scenario.encryption.weight_bits,
+        rng=rng,
+        injected_fraction=scenario.injected_delay.fraction,
+        injected_max_rounds=scenario.injected_delay.max_rounds,
+    )

@@ -26,7 +26,7 @@ _SPANS = [
     ("decrypt_start", "decrypt_end", "crypto", "tab:purple"),
     ("encrypt_start", "encrypt_end", "crypto", "tab:purple"),
     ("upload_start", "upload_end", "upload", "tab:orange"),
-    ("outage_start", "outage_end", "link outage", "tab:red"),
+    ("transfer_paused", "transfer_resumed", "link outage", "tab:red"),  # outages that cut a transfer
     ("battery_depleted", "battery_recharged", "battery empty", "black"),
 ]
 

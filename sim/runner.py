@@ -19,10 +19,9 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import pandas as pd
 
 from fl.executors import EXECUTORS
 from fl.jobs import Executor
@@ -31,12 +30,15 @@ from fl.secure import describe_encryption
 from sim.atomic import atomic_write
 from sim.diagnostics import preflight_warnings, run_warnings
 from sim.engine import Simulation
-from sim.limits import ResourceEstimate, ResourceLimitError, check_resources
+from sim.limits import ResourceEstimate, ResourceLimitError, check_resources, machine_memory_bytes
 from sim.manifest import RunDir, open_run
-from sim.plots import plot_accuracy, plot_device_timeline
 from sim.progress import RunProgress
 from sim.scenario import Scenario
+from sim.watchdog import DEFAULT_MAX_EVENTS, RunBudget
 from sim.workload import clients_per_round
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "OUTPUT_FILES",
@@ -48,7 +50,10 @@ __all__ = [
     "write_outputs",
 ]
 
-OUTPUT_FILES = ("metrics.csv", "events.csv", "devices.csv", "summary.json", "accuracy_vs_time.png", "device_timeline.png")
+OUTPUT_FILES = (
+    "metrics.csv", "events.csv", "events.parquet", "devices.csv", "summary.json", "accuracy_vs_time.png",
+    "device_timeline.png",
+)
 log = logging.getLogger("ppafl")
 
 
@@ -68,37 +73,38 @@ def time_to_accuracy(metrics: pd.DataFrame, target: float) -> float | None:
 
 
 def _device_table(sim: Simulation) -> pd.DataFrame:
-    rows = []
-    end = sim.now
-    for dev, tot in zip(sim.devices, sim.totals):
-        energy = dev.battery.energy_by_cause()
-        outages = dev.link.outages_between(0.0, end)
-        rows.append(
-            {
-                "device": dev.id,
-                "device_class": dev.device_class,
-                "link_class": dev.link_class,
-                "num_samples": sim.workload.num_samples(dev.id),
-                "energy_j": sum(v for k, v in energy.items() if k != "recharge"),
-                **{f"energy_{k}_j": v for k, v in sorted(energy.items())},
-                "bytes_sent": tot.bytes_sent,
-                "bytes_received": tot.bytes_received,
-                "outages": len(outages),
-                "outage_s": float(sum(min(e, end) - s for s, e in outages)),
-                "transfer_restarts": tot.transfer_restarts,
-                "jobs": tot.jobs,
-                "updates_sent": tot.updates_sent,
-                "jobs_failed": tot.jobs_failed,
-                "invitations_declined": tot.declined,
-                "battery_depletions": tot.depletions,
-                "dropped_out": bool(dev.availability.dropout_time <= end),
-            }
-        )
-    return pd.DataFrame(rows)
+    """One row per device, built from the fleet's arrays (a device never touched only idled)."""
+    import pandas as pd
+
+    fleet, end = sim.fleet, sim.now
+    energy = fleet.energy_by_cause(end)
+    depletions = energy.pop("depletions")
+    groups = fleet.groups
+    table: dict[str, Any] = {
+        "device": np.arange(len(fleet)),
+        "device_class": np.array([g.device_class for g in groups], dtype=object)[fleet.group_of],
+        "link_class": np.array([g.link_class for g in groups], dtype=object)[fleet.group_of],
+        "num_samples": np.asarray(sim.workload.samples, dtype=np.int64),
+        "energy_j": sum(v for k, v in energy.items() if k != "recharge"),
+        **{f"energy_{k}_j": v for k, v in sorted(energy.items())},
+        "bytes_sent": fleet.counter("bytes_sent"),
+        "bytes_received": fleet.counter("bytes_received"),
+        "outages": fleet.counter("outages"),
+        "outage_s": fleet.counter("outage_s"),
+        "transfer_restarts": fleet.counter("transfer_restarts"),
+        "jobs": fleet.counter("jobs"),
+        "updates_sent": fleet.counter("updates_sent"),
+        "jobs_failed": fleet.counter("jobs_failed"),
+        "invitations_declined": fleet.counter("invitations_declined"),
+        "battery_depletions": depletions,
+        "dropped_out": fleet.dropout_s <= end,
+    }
+    return pd.DataFrame({k: np.array(v, copy=True) for k, v in table.items()})
 
 
-def _summary(sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall_s: float) -> dict[str, Any]:
-    sc = sim.scenario
+def _summary(
+    sc: Scenario, sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall_s: float
+) -> dict[str, Any]:
     acc = metrics["accuracy"]
     final = metrics.iloc[-1]
     stats = dict(sim.server.stats)
@@ -131,7 +137,7 @@ def _summary(sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall
         "bytes_sent": int(devices["bytes_sent"].sum()),
         "bytes_received": int(devices["bytes_received"].sum()),
         "devices_dropped_out": int(devices["dropped_out"].sum()),
-        "encryption": describe_encryption(sc.encryption.scheme, sc.encryption.param_set, sim.workload.aggregator),
+        "encryption": describe_encryption(sc.encryption.scheme, sim.workload.encryption_params, sim.workload.aggregator),
         "num_params": sim.workload.num_params,
         "update_nbytes": sim.workload.upload_nbytes,
         "events": int(sim.recorder.num_events),
@@ -140,11 +146,16 @@ def _summary(sim: Simulation, metrics: pd.DataFrame, devices: pd.DataFrame, wall
 
 
 def _simulate(
-    scenario: Scenario, executor: str, progress: bool | RunProgress, cache: ResultCache | None, warnings: list[str]
+    scenario: Scenario,
+    executor: str,
+    progress: bool | RunProgress,
+    cache: ResultCache | None,
+    budget: RunBudget,
+    warnings: list[str],
 ) -> RunResult:
     """Build and run the simulation; finished training jobs go through `cache`; `warnings` from before it ran."""
     t0 = time.perf_counter()
-    sim = Simulation(scenario, executor=executor, progress=progress, cache=cache)
+    sim = Simulation.from_scenario(scenario, executor=executor, progress=progress, cache=cache, budget=budget)
     try:
         sim.run()
     finally:
@@ -154,7 +165,7 @@ def _simulate(
     metrics = sim.recorder.metrics()
     devices = _device_table(sim)
     events = sim.recorder.events()
-    summary = _summary(sim, metrics, devices, time.perf_counter() - t0)
+    summary = _summary(scenario, sim, metrics, devices, time.perf_counter() - t0)
     summary["warnings"] = warnings + run_warnings(scenario, summary, events, devices)
     for w in summary["warnings"]:
         log.warning("warning: %s", w)
@@ -218,6 +229,7 @@ def run_scenario(
     overwrite: bool = False,
     command: list[str] | None = None,
     memory_limit: int | None = None,
+    budget: RunBudget | None = None,
     cache: bool = True,
 ) -> RunResult:
     """Simulate `scenario`; with `out_dir`, resumably, writing the outputs there.
@@ -229,13 +241,19 @@ def run_scenario(
     `out_dir`: a finished run there is refused unless `overwrite`; an unfinished run of the
     same scenario is resumed; the manifest ends `finished`, `failed` (with the error) or
     `interrupted`. `cache=False` keeps no resume cache (an interrupted run starts over).
+    `budget` bounds the run as it goes (`RunBudget`: events, memory, steps without simulated
+    progress); by default its memory limit is `memory_limit` (or this machine's memory) and a
+    run over it stops with `BudgetExceeded`.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     est = check_resources(scenario, memory_limit)
     warnings = preflight_warnings(scenario, est.update_nbytes)
+    if budget is None:
+        limit = machine_memory_bytes() if memory_limit is None else int(memory_limit)
+        budget = RunBudget(max_events=DEFAULT_MAX_EVENTS, max_memory_bytes=limit)
     if out_dir is None:
-        return _simulate(scenario, executor, progress, None, warnings)
+        return _simulate(scenario, executor, progress, None, budget, warnings)
     out = Path(out_dir)
     cache_note = _check_disk(scenario, est, out) if cache else ""
     created = not out.exists()
@@ -247,7 +265,7 @@ def run_scenario(
             entries = sum(1 for _ in run.cache_dir.glob("*.bin")) if run.cache_dir.is_dir() else 0
             log.info("resuming the run in %s (attempt %d): %d finished training jobs cached", out,
                      run.manifest["attempts"], entries)
-        return _run_in(run, scenario, executor, progress, cache, warnings, created)
+        return _run_in(run, scenario, executor, progress, budget, cache, warnings, created)
     finally:
         run.close()
 
@@ -257,6 +275,7 @@ def _run_in(
     scenario: Scenario,
     executor: str,
     progress: bool | RunProgress,
+    budget: RunBudget,
     use_cache: bool,
     warnings: list[str],
     created: bool,
@@ -264,7 +283,7 @@ def _run_in(
     cache = None
     try:
         cache = ResultCache(run.cache_dir) if use_cache else None
-        result = _simulate(scenario, executor, progress, cache, warnings)
+        result = _simulate(scenario, executor, progress, cache, budget, warnings)
         write_outputs(result, run.path)
     except KeyboardInterrupt:
         run.mark("interrupted", error="interrupted (Ctrl-C or SIGTERM); run the same command again to resume",
@@ -294,17 +313,32 @@ def _cache_stats(cache: ResultCache | None) -> dict[str, Any] | str | None:
 
 
 def write_outputs(result: RunResult, out: Path) -> None:
-    """Write metrics.csv, events.csv, devices.csv, summary.json and the two figures into `out`, each atomically."""
+    """Write metrics.csv, events.csv/.parquet, devices.csv, summary.json and the two figures into `out`, each
+    atomically."""
+    from sim.plots import plot_accuracy, plot_device_timeline
+
+    def summary(p: Path) -> None:
+        p.write_text(json.dumps(result.summary, indent=2) + "\n")
+
+    untrained = "" if result.summary["versions"] else "no global version was made: this is the untrained initial model"
+
+    def accuracy(p: Path) -> None:
+        plot_accuracy({result.summary["scenario"]["name"]: result.metrics}, p, fmt="png", note=untrained)
+
+    def timeline(p: Path) -> None:
+        plot_device_timeline(result.events, p, fmt="png", end_s=float(result.summary["simulated_time_s"]))
+
+    import pyarrow as pa
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    events = pa.Table.from_pandas(result.events, preserve_index=False)  # the event log can be long: written by Arrow
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "metrics.csv", lambda p: result.metrics.to_csv(p, index=False))
-    atomic_write(out / "events.csv", lambda p: result.events.to_csv(p, index=False))
+    atomic_write(out / "events.csv", lambda p: pyarrow.csv.write_csv(events, p))
+    atomic_write(out / "events.parquet", lambda p: pyarrow.parquet.write_table(events, p))
     atomic_write(out / "devices.csv", lambda p: result.devices.to_csv(p, index=False))
-    atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(result.summary, indent=2) + "\n"))
-    name = result.summary["scenario"]["name"]
+    atomic_write(out / "summary.json", summary)
     if result.metrics["accuracy"].notna().any():
-        note = "" if result.summary["versions"] else "no global version was made: this is the untrained initial model"
-        atomic_write(
-            out / "accuracy_vs_time.png", lambda p: plot_accuracy({name: result.metrics}, p, fmt="png", note=note)
-        )
-    end = float(result.summary["simulated_time_s"])
-    atomic_write(out / "device_timeline.png", lambda p: plot_device_timeline(result.events, p, fmt="png", end_s=end))
+        atomic_write(out / "accuracy_vs_time.png", accuracy)
+    atomic_write(out / "device_timeline.png", timeline)

@@ -22,6 +22,7 @@ from devices import DEVICE_CLASSES, LINK_CLASSES, DeviceProfile, ProfileError, r
 from devices.profiles import suggest
 from devices.specs import BooleanNumberError, Section, check_hours, error_text, field_at, models_in
 from sim import safe_yaml
+from sim.fleet import group_sizes
 
 __all__ = [
     "MAX_TIME_S",
@@ -125,16 +126,6 @@ class FleetGroup(_Section):
         )
 
 
-def group_sizes(shares: list[float], total: int) -> list[int]:
-    """Split `total` by `shares` with the largest-remainder method (sizes sum to total)."""
-    exact = [s * total for s in shares]
-    sizes = [int(x) for x in exact]
-    order = sorted(range(len(shares)), key=lambda i: exact[i] - sizes[i], reverse=True)
-    for i in order[: total - sum(sizes)]:
-        sizes[i] += 1
-    return sizes
-
-
 class FleetConfig(_Section):
     num_devices: int = Field(20, ge=1, le=1_000_000, description="Number of devices (= FL clients).")
     groups: tuple[FleetGroup, ...] = Field(
@@ -222,8 +213,10 @@ class EncryptionConfig(_Section):
     params: str | None = Field(
         None,
         description="Parameter set. she: paper (k0 2048, k2 160) or high_throughput (enlarged L); bfv: compact "
-        "(n 8192, 60-bit q, 16 B/value) or wide (120-bit q, 32 B/value); null = the scheme's default "
-        f"({', '.join(f'{s}: {p}' for s, p in DEFAULT_PARAMS.items())}).",
+        "(n 8192, 60-bit q, 16 B/value) or wide (120-bit q, 32 B/value); null = the cheapest that holds the "
+        "run's largest aggregate ("
+        + "; ".join(f"{s}: {' then '.join(p)}" for s, p in DEFAULT_PARAMS.items())
+        + "; summary.json names the one used).",
     )
     scale_bits: int = Field(16, ge=4, le=40, description="Fixed-point scale 2^scale_bits.")
     value_bound: float = Field(
@@ -239,27 +232,17 @@ class EncryptionConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _scheme_and_params_defaults(cls, data: Any) -> Any:
-        """An omitted scheme is the one `params` names (older files name only SHE's params), else bfv;
-        omitted params are the scheme's default."""
-        if not isinstance(data, dict):
+        """An omitted scheme is the one `params` names (older files name only SHE's params), else bfv."""
+        if not isinstance(data, dict) or data.get("scheme") is not None:
             return data
-        scheme, params = data.get("scheme"), data.get("params")
-        if scheme is None:
-            scheme = next((s for s, sets in SCHEME_PARAM_SETS.items() if params in sets), "bfv")
-        if params is None and scheme in DEFAULT_PARAMS:
-            params = DEFAULT_PARAMS[scheme]
-        return {**data, "scheme": scheme, "params": params}
-
-    @property
-    def param_set(self) -> str:
-        """The parameter set's name: `params`, which validation always fills in."""
-        assert self.params is not None
-        return self.params
+        params = data.get("params")
+        named = isinstance(params, str) and next((s for s, sets in SCHEME_PARAM_SETS.items() if params in sets), None)
+        return {**data, "scheme": named or "bfv"}
 
     @model_validator(mode="after")
     def _params_of_the_scheme(self) -> EncryptionConfig:
         known = SCHEME_PARAM_SETS[self.scheme]
-        if self.params not in known:
+        if self.params is not None and self.params not in known:
             owner = next((s for s, sets in SCHEME_PARAM_SETS.items() if self.params in sets), None)
             hint = f" ({self.params!r} is a {owner} parameter set: set encryption.scheme to {owner})" if owner else ""
             raise ValueError(
@@ -342,8 +325,9 @@ class Scenario(_Section):
         if evaluation.interval_s is not None and stop.max_time_s / evaluation.interval_s > MAX_EVALUATIONS:
             raise ValueError(
                 f"evaluation.interval_s {evaluation.interval_s:g} s makes {stop.max_time_s / evaluation.interval_s:.3g} "
-                f"evaluations over stop.max_time_s {stop.max_time_s:g} s (at most {MAX_EVALUATIONS:,}, each tests "
-                f"the model on the test set): use interval_s >= {stop.max_time_s / MAX_EVALUATIONS:.3g} or null"
+                f"evaluations over stop.max_time_s {stop.max_time_s:g} s (at most {MAX_EVALUATIONS:,}, each "
+                + ("a metrics row" if self.time_only else "tests the model on the test set")
+                + f"): use interval_s >= {stop.max_time_s / MAX_EVALUATIONS:.3g} or null"
             )
         if not self.time_only:
             n, samples = self.fleet.num_devices, TRAIN_SAMPLES[dataset]

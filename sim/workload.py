@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fl.data import load_dataset
-from fl.executors import make_executor
+from fl.executors import TRAIN_THREADS, make_executor, prepare, torch_threads
 from fl.global_model import GlobalModels
-from fl.jobs import ClientWorkload
+from fl.jobs import ClientWorkload, Executor
 from fl.models import build_model, flops_per_sample
 from fl.params import get_flat
 from fl.partition import partition
 from fl.result_cache import ResultCache
-from fl.secure import CRYPTO_COST, make_codec
+from fl.secure import CRYPTO_COST, choose_params, make_codec
 from fl.strategies import make_strategy
 from fl.training import TrainConfig, evaluate
 from sim.scenario import Scenario
@@ -29,7 +30,6 @@ __all__ = ["INPUT_SHAPES", "NOMINAL_TRAIN_SIZE", "Workload", "build_workload", "
 
 NOMINAL_TRAIN_SIZE = {"mnist5k": 4000, "mnist": 60000, "cifar10": 50000}
 INPUT_SHAPES = {"mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-_MODEL_DATA = {"mnist_2nn": "mnist", "mnist_cnn": "mnist", "cifar_cnn": "cifar10", "cifar_cnn3": "cifar10"}
 
 
 @dataclass
@@ -38,27 +38,20 @@ class Workload:
 
     num_params: int
     flops_per_sample: float
+    epochs: int  # local epochs per job
     samples: np.ndarray
     encrypted: bool
     crypto_params: dict[str, int]  # paper-encryption-equivalent parameter counts per operation
     download_nbytes: int
     upload_nbytes: int
-    aggregator: object
+    aggregator: Any  # the server's public aggregator (None in time-only runs built in code)
     models: GlobalModels | None
-    executor: object | None
+    executor: Executor | None
     evaluate: Callable[[np.ndarray], tuple[float, float]]
+    encryption_params: str | None = None  # the parameter set the run encrypts with (None: encryption off)
 
     def num_samples(self, client: int) -> int:
         return int(self.samples[client])
-
-
-def _check_model_fits_data(model: str, dataset: str) -> None:
-    family = "cifar10" if dataset == "cifar10" else "mnist"
-    if _MODEL_DATA[model] != family:
-        fitting = [m for m, d in _MODEL_DATA.items() if d == family]
-        raise ValueError(
-            f"model {model!r} does not fit data set {dataset!r}; use one of {', '.join(fitting)}"
-        )
 
 
 def clients_per_round(scenario: Scenario, num_clients: int) -> int:
@@ -71,6 +64,16 @@ def max_contributions(scenario: Scenario, num_clients: int) -> int:
     return make_strategy(scenario.strategy).max_contributions(num_clients, clients_per_round(scenario, num_clients))
 
 
+def encryption_params(scenario: Scenario, num_params: int, num_clients: int) -> str:
+    """The parameter set a run encrypts with: `encryption.params`, or the cheapest default set of
+    its scheme that holds the run's largest aggregate (`fl.secure.choose_params`)."""
+    enc = scenario.encryption
+    return choose_params(
+        enc.scheme, enc.params, num_params, max_contributions(scenario, num_clients), enc.weight_bits, enc.scale_bits,
+        enc.value_bound,
+    )
+
+
 def build_workload(
     scenario: Scenario,
     num_clients: int,
@@ -80,18 +83,18 @@ def build_workload(
 ) -> Workload:
     """Build the learning side of `scenario` for `num_clients` devices; `cache` keeps finished training jobs."""
     data_cfg, enc = scenario.data, scenario.encryption
-    _check_model_fits_data(scenario.training.model, data_cfg.dataset)
     model = build_model(scenario.training.model, seed=init_seed)
     initial = get_flat(model)
     num_params = int(initial.size)
     flops = float(flops_per_sample(model, INPUT_SHAPES[data_cfg.dataset]))
     max_clients = max_contributions(scenario, num_clients)
     mode = "modeled" if scenario.time_only and enc.mode == "real" else enc.mode
+    params = encryption_params(scenario, num_params, num_clients) if enc.mode != "off" else None
     codec, aggregator = make_codec(
         mode,
         num_values=num_params,
         max_clients=max_clients,
-        params=enc.param_set,
+        params=params or "",
         weight_bits=enc.weight_bits,
         scale_bits=enc.scale_bits,
         value_bound=enc.value_bound,
@@ -99,11 +102,15 @@ def build_workload(
     )
     nbytes = codec.payload_nbytes(num_params)
     encrypted = enc.mode != "off"
-    common = {
+    common: dict[str, Any] = {
         "num_params": num_params,
         "flops_per_sample": flops,
+        "epochs": scenario.training.epochs,
         "encrypted": encrypted,
-        "crypto_params": {op: round(num_params * CRYPTO_COST[(enc.param_set, op)]) for op in ("encrypt", "decrypt")},
+        "encryption_params": params,
+        "crypto_params": {
+            op: round(num_params * CRYPTO_COST[(params, op)]) if params else 0 for op in ("encrypt", "decrypt")
+        },
         "download_nbytes": nbytes,
         "upload_nbytes": nbytes,
         "aggregator": aggregator,
@@ -113,6 +120,7 @@ def build_workload(
         samples = np.full(num_clients, max(1, size // num_clients), dtype=np.int64)
         return Workload(samples=samples, models=None, executor=None, evaluate=lambda _p: (np.nan, np.nan), **common)
 
+    prepare(executor)  # e.g. process workers start while the data loads
     ds = load_dataset(data_cfg.dataset, root=data_cfg.root, download=data_cfg.download)
     shards = partition(
         ds.y_train.numpy(), num_clients, data_cfg.partition, seed=scenario.seed, alpha=data_cfg.alpha
@@ -125,7 +133,8 @@ def build_workload(
         x_test, y_test = x_test[: data_cfg.max_test_samples], y_test[: data_cfg.max_test_samples]
 
     def _evaluate(params: np.ndarray) -> tuple[float, float]:
-        return evaluate(t.model, params, x_test, y_test)
+        with torch_threads(TRAIN_THREADS):  # as training: no oversubscribed cores (process workers train meanwhile)
+            return evaluate(t.model, params, x_test, y_test)
 
     return Workload(
         samples=np.array([len(s) for s in shards], dtype=np.int64),

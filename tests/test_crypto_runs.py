@@ -30,7 +30,7 @@ def _scenario(strategy: str, encryption: dict) -> dict:
 
 
 def _run(scenario: dict) -> Simulation:
-    sim = Simulation(scenario_from_dict(scenario))
+    sim = Simulation.from_scenario(scenario_from_dict(scenario))
     try:
         sim.run()
     finally:

@@ -146,7 +146,7 @@ def test_bandwidth_csv_samples(tmp_path: Path) -> None:
 def test_link_draws_csv_samples(tmp_path: Path) -> None:
     p = _write(tmp_path / "b.csv", "down_kbps,up_kbps\n100,50\n200,70\n")
     link = Link(LinkSpec(bandwidth_trace=p, latency_s=0.0), np.random.default_rng(0))
-    seen = {link.transfer(0.0, 1000, "up").bandwidth_bps for _ in range(50)}
+    seen = {link.bandwidth("up") for _ in range(50)}
     assert seen == {5e4, 7e4}
 
 
@@ -168,7 +168,7 @@ def test_real_solar_random_start_shifts_by_whole_days(traces_dir: Path) -> None:
     battery_spec = BatterySpec(capacity_j=1e9, initial_fraction=0.0, recharge=spec)
     harvests = set()
     for seed in range(6):
-        b = Battery(battery_spec, np.random.default_rng(seed))
+        b = Battery(battery_spec, start_day=seed)
         b.advance(DAY_S)
         harvests.add(round(b.energy_by_cause()["recharge"], 6))
     assert len(harvests) > 1  # different days of weather
@@ -179,7 +179,7 @@ def test_real_phone_trace_gives_each_link_one_phone(traces_dir: Path) -> None:
     tr = read_bandwidth_trace(path)
     assert tr.kind == "devices" and len(tr.down_bps) == 19
     link = Link(LinkSpec(bandwidth_trace=path, latency_s=0.0), np.random.default_rng(3))
-    draws = np.array([link.transfer(0.0, 1, "down").bandwidth_bps for _ in range(4000)])
+    draws = np.array([link.bandwidth("down") for _ in range(4000)])
     means = tr.down_bps
     row = int(np.argmin(np.abs(means - draws.mean())))
     assert draws.mean() == pytest.approx(means[row], rel=0.05)

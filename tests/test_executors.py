@@ -6,9 +6,11 @@ import gc
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -41,7 +43,9 @@ SCENARIO = {
     "seed": 3,
     "data": {"dataset": "mnist5k", "partition": "iid", "max_test_samples": 500},
     "training": {"model": "mnist_2nn", "epochs": 1, "batch_size": 20, "lr": 0.05, "prox_mu": 0.01},
-    "fleet": {"num_devices": 8},
+    "fleet": {"num_devices": 8, "groups": [{"device": "rpi4", "link": "wifi", "share": 1.0,
+                                             "link_overrides": {"mean_up_s": 1.0, "mean_down_s": 0.2}}]},
+    "failures": {"dropout_rate": 0.5, "dropout_window_s": 8.0},  # jobs cut by departures and outages too
     "strategy": {"name": "ppafl", "client_fraction": 0.5, "round_deadline_s": 60},
     "encryption": {"mode": "modeled"},
     "evaluation": {"interval_s": None, "every_versions": 1},
@@ -50,7 +54,7 @@ SCENARIO = {
 
 
 def _simulate(executor: str) -> Simulation:
-    sim = Simulation(scenario_from_dict(SCENARIO), executor=executor)
+    sim = Simulation.from_scenario(scenario_from_dict(SCENARIO), executor=executor)
     try:
         sim.run()
     finally:
@@ -83,6 +87,12 @@ def test_process_pool_gives_bit_identical_models(reference):
     assert sim.server.version == reference.server.version == 3
     np.testing.assert_array_equal(sim.models.current, reference.models.current)
     assert sim.recorder.metrics().equals(reference.recorder.metrics())
+    pd.testing.assert_frame_equal(sim.recorder.events(), reference.recorder.events())  # the same event log
+
+
+def test_the_reference_run_meets_outages_and_departures(reference):
+    events = reference.recorder.events()
+    assert {"transfer_paused", "dropped_out", "device_left"} <= set(events["event"])
 
 
 def test_batched_matches_within_float_tolerance(reference, forced_batched):
@@ -95,6 +105,7 @@ def test_batched_matches_within_float_tolerance(reference, forced_batched):
     assert not np.array_equal(sim.models.current, get_flat(build_model("mnist_2nn")))
     acc_a, acc_b = sim.recorder.metrics()["accuracy"], reference.recorder.metrics()["accuracy"]
     np.testing.assert_allclose(acc_a, acc_b, atol=0.01)
+    pd.testing.assert_frame_equal(sim.recorder.events(), reference.recorder.events())  # the same event log
 
 
 @pytest.mark.slow
@@ -242,3 +253,51 @@ def test_ray_missing_says_how_to_install(monkeypatch, mnist5k):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ImportError, match=r"pip install \.\[ray\]"):
         make_executor("ray", _workload(mnist5k))
+
+
+_DRIVER = """
+import time
+import numpy as np
+from fl.executors import ProcessExecutor
+from fl.jobs import ClientWorkload
+from fl.models import build_model
+from fl.params import get_flat
+from fl.secure import make_codec
+from fl.training import TrainConfig
+from fl.data import load_dataset
+if __name__ == "__main__":
+    ds = load_dataset("mnist5k")
+    codec, _ = make_codec("modeled", num_values=get_flat(build_model("mnist_2nn")).size, max_clients=2)
+    work = ClientWorkload("mnist_2nn", ds.x_train, ds.y_train, [np.arange(50), np.arange(50, 100)],
+                          TrainConfig(epochs=1), codec)
+    ex = ProcessExecutor(work, workers=2)
+    for ready in ex._starting:
+        ready.result()
+    print(" ".join(str(p) for p in ex._pool._processes), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_workers_end_when_their_driver_is_killed(tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in driver.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        driver.kill()  # SIGKILL: no handler, no cleanup in the driver
+        driver.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids), "process workers outlived their driver"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has exited (it waits for its parent to reap it)
+        return f.read().split(") ")[1][0] != "Z"

@@ -159,12 +159,17 @@ def _set_path(raw: dict, path: str, value: Any) -> None:
     parts = path.split(".")
     node: Any = raw
     for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        if isinstance(node, list):  # an earlier mutation may have made a section a list
+            if not part.isdigit() or int(part) >= len(node):
+                return
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
         if not isinstance(node, (dict, list)):
             return  # an earlier mutation made this a value
     last = parts[-1]
     if isinstance(node, list):
-        if int(last) < len(node):
+        if last.isdigit() and int(last) < len(node):
             node[int(last)] = value
     else:
         node[last] = value

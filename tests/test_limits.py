@@ -46,8 +46,20 @@ def test_the_estimate_follows_the_encryption_mode_and_the_fleet():
 
 def test_time_only_holds_no_data_and_no_updates():
     est = estimate_resources(scenario_from_dict({**HUGE, "time_only": True, "fleet": {"num_devices": 100_000}}))
-    assert set(est.parts) == {"interpreter and libraries", "devices"}
+    assert {k.split(" (")[0] for k in est.parts} == {"interpreter and libraries", "devices", "event log"}
     assert est.update_nbytes > 10 * 2**20  # still reports what one ciphertext update weighs on the wire
+
+
+def test_long_runs_count_their_event_log():
+    raw = {"time_only": True, "fleet": {"num_devices": 1000}, "evaluation": {"interval_s": None},
+           "stop": {"max_time_s": 3600}}
+    short, long = (estimate_resources(scenario_from_dict({**raw, "stop": {"max_time_s": t}})) for t in (3600, 3.6e8))
+    log = next(k for k in long.parts if k.startswith("event log"))
+    assert long.parts[log] > 1000 * short.parts[next(k for k in short.parts if k.startswith("event log"))]
+    with pytest.raises(ResourceLimitError, match=r"event log \(~.* events\).*stop\.max_time_s"):
+        check_resources(scenario_from_dict({**raw, "stop": {"max_time_s": 1e9}}))
+    versions = scenario_from_dict({**raw, "stop": {"max_time_s": 1e9, "max_versions": 10}})
+    assert check_resources(versions).total < 2 * 2**30  # a version limit bounds the jobs
 
 
 def test_an_explicit_limit_is_used_and_named():

@@ -17,8 +17,8 @@ from sim.scenario import scenario_from_dict
 
 CLIENT_SIDE = {
     "SecretKey", "SHEClient", "BFVSecret", "KeyHolder", "ClientCodec", "GlobalModels", "Job", "ClientUpload",
-    "ClientWorkload",
-    "Simulation", "Workload", "Device", "Environment",
+    "ClientWorkload", "Simulation", "Workload", "Device", "Environment", "Fleet", "DeviceJob", "Monitor", "Recorder",
+    "Watchdog",
     "SequentialExecutor", "BatchedExecutor", "ProcessExecutor", "RayExecutor",
 }
 
@@ -52,7 +52,7 @@ def _violations(objects: list) -> list[str]:
     ids=["she", "bfv"],
 )
 def test_server_reaches_nothing_of_the_client_side(executor, encryption, reachable):
-    sim = Simulation(scenario_from_dict(_scenario(encryption)), executor=executor)
+    sim = Simulation.from_scenario(scenario_from_dict(_scenario(encryption)), executor=executor)
     snapshots = []
 
     def inspect():
