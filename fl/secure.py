@@ -191,12 +191,12 @@ _SECURITY = {
 }
 
 
-def describe_encryption(scheme: str, params: str, aggregator: object) -> dict:
+def describe_encryption(scheme: str, params: str | None, aggregator: object) -> dict:
     """What a run's encryption is and protects (summary.json): scheme, the mode it ran in (a
     time-only run models real encryption), parameters, security level."""
     mode = getattr(aggregator, "mode", "off")
-    if mode == "off":
-        return {"scheme": None, "mode": mode, "params": None, "security": _SECURITY["off"]}
+    if mode == "off" or params is None:
+        return {"scheme": None, "mode": "off", "params": None, "security": _SECURITY["off"]}
     prm = SCHEME_PARAM_SETS[scheme][params]
     details = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(prm).items()}
     plain_modulus = getattr(getattr(aggregator, "encoder", None), "plain_modulus", None)

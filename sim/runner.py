@@ -19,12 +19,11 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fl.executors import EXECUTORS
-from fl.jobs import Executor
 from fl.result_cache import ResultCache
 from fl.secure import describe_encryption
 from sim.atomic import atomic_write
@@ -159,9 +158,8 @@ def _simulate(
     try:
         sim.run()
     finally:
-        executor_in_use = cast("Executor | None", sim.workload.executor)
-        if executor_in_use is not None:
-            executor_in_use.close()
+        if sim.workload.executor is not None:
+            sim.workload.executor.close()
     metrics = sim.recorder.metrics()
     devices = _device_table(sim)
     events = sim.recorder.events()
