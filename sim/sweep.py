@@ -8,7 +8,8 @@ runs. Each cell is a normal run directory `DIR/cells/<cell id>/`, built as
 `DIR/cells/.partial-<cell id>/` and renamed when complete, so a cell is finished exactly
 when its directory holds a `summary.json`. Running the sweep again skips finished cells,
 resumes an interrupted cell's run (see `sim.runner`) and rebuilds `DIR/sweep.csv`, one
-row per finished cell. Worker processes are spawned, so a script that calls `run_sweep`
+row per finished cell. Relative paths in the scenario file resolve from its folder, as
+in `ppafl run`. Worker processes are spawned, so a script that calls `run_sweep`
 with `jobs > 1` needs the `if __name__ == "__main__":` guard.
 """
 
@@ -35,7 +36,7 @@ from sim.scenario import (
     ScenarioError,
     apply_overrides,
     parse_override,
-    read_scenario_file,
+    read_scenario,
     scenario_from_dict,
 )
 
@@ -165,7 +166,7 @@ def plan_sweep(scenario_path: str | Path, sets: list[str], seeds: int = 1) -> tu
     if seeds < 1:
         raise ScenarioError(f"--seeds {seeds}: need at least 1 seed")
     plain, swept = parse_sets(sets)
-    raw = apply_overrides(read_scenario_file(scenario_path), plain)
+    raw = apply_overrides(read_scenario(scenario_path), plain)
     base = scenario_from_dict(raw, source=str(scenario_path))
     if "seed" in swept:
         if seeds != 1:

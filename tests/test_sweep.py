@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from sim.cli import main
-from sim.scenario import ScenarioError
+from sim.scenario import ScenarioError, load_scenario
 from sim.sweep import cell_row, parse_sets, plan_sweep, read_sweep, run_sweep, split_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,6 +142,22 @@ def test_a_second_run_computes_nothing_new(tiny: Path, tmp_path: Path) -> None:
     # Each cell equals a plain run of its scenario: the sweep adds no randomness of its own
     summary = json.loads((out / "cells" / cells[2].id / "summary.json").read_text())
     assert summary["scenario"] == cells[2].scenario.to_dict()
+
+
+def test_relative_paths_in_the_file_resolve_from_its_folder_as_in_a_run(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "study"
+    (folder / "traces").mkdir(parents=True)
+    (folder / "traces" / "bw.csv").write_text("down_kbps,up_kbps\n8000,4000\n6000,3000\n")
+    group = {"device": "rpi4", "link": "wifi", "share": 1.0, "link_overrides": {"bandwidth_trace": "traces/bw.csv"}}
+    raw = {**TINY, "data": {**TINY["data"], "root": "data"}, "fleet": {"num_devices": 10, "groups": [group]}}
+    (folder / "s.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)  # not the file's folder: the trace is not found from here
+    cells, _ = plan_sweep(Path("study/s.yaml"), ["seed=0,1"])
+    run = load_scenario(Path("study/s.yaml"))
+    for cell in cells:
+        assert cell.scenario.data.root == run.data.root == str((folder / "data").resolve())
+        trace = cell.scenario.fleet.groups[0].link_overrides["bandwidth_trace"]
+        assert trace == run.fleet.groups[0].link_overrides["bandwidth_trace"] == str(folder / "traces" / "bw.csv")
 
 
 def test_a_changed_scenario_is_refused_rather_than_mixed_with_old_cells(tiny: Path, tmp_path: Path) -> None:
