@@ -246,17 +246,31 @@ def _finished_partial(partial: Path) -> bool:
 
 
 def _clear_stale_partials(cells_dir: Path, cells: list[Cell]) -> None:
-    """Keep an interrupted cell's partial directory (its run resumes) only if it ran the same scenario."""
-    from sim.manifest import RunDirError, read_manifest
+    """Delete the partial cell directories that cannot finish (see `_can_finish`)."""
+    from sim.manifest import ppafl_version
 
-    wanted = {f"{_PARTIAL}{c.id}": c.scenario.to_dict() for c in cells}
+    wanted = {f"{_PARTIAL}{c.id}": c.scenario for c in cells}
+    version = ppafl_version()
     for partial in cells_dir.glob(f"{_PARTIAL}*"):
-        try:
-            manifest = read_manifest(partial)
-        except RunDirError:
-            manifest = None
-        if manifest is None or manifest.get("scenario") != wanted.get(partial.name):
+        if not _can_finish(partial, wanted.get(partial.name), version):
             shutil.rmtree(partial, ignore_errors=True)
+
+
+def _can_finish(partial: Path, scenario: Scenario | None, version: str) -> bool:
+    """A finished run of this cell's scenario, or an unfinished one `sim.manifest` resumes
+    (same scenario, same ppafl version: another version's would refuse to resume)."""
+    from sim.manifest import RunDirError, _check_resumable, read_manifest
+
+    try:
+        manifest = read_manifest(partial)
+        if manifest is None or scenario is None:
+            return False
+        if manifest["status"] == "finished":
+            return bool(manifest.get("scenario") == scenario.to_dict())
+        _check_resumable(partial, manifest, scenario, version)
+    except RunDirError:
+        return False
+    return True
 
 
 def _check_finished(cell: Cell, summary_path: Path) -> None:

@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from sim.cli import main
+from sim.manifest import open_run
+from sim.runner import OUTPUT_FILES
 from sim.scenario import ScenarioError, load_scenario
 from sim.sweep import cell_row, parse_sets, plan_sweep, read_sweep, run_sweep, split_values
 
@@ -158,6 +160,19 @@ def test_relative_paths_in_the_file_resolve_from_its_folder_as_in_a_run(tmp_path
         assert cell.scenario.data.root == run.data.root == str((folder / "data").resolve())
         trace = cell.scenario.fleet.groups[0].link_overrides["bandwidth_trace"]
         assert trace == run.fleet.groups[0].link_overrides["bandwidth_trace"] == str(folder / "traces" / "bw.csv")
+
+
+def test_a_partial_cell_of_another_ppafl_version_is_recomputed_not_refused(tiny: Path, tmp_path: Path) -> None:
+    cells, fields = plan_sweep(tiny, ["seed=0"])
+    partial = tmp_path / "sweep" / "cells" / f".partial-{cells[0].id}"
+    run = open_run(partial, cells[0].scenario, OUTPUT_FILES)  # an interrupted run of the same scenario ...
+    run.mark("interrupted")
+    run.close()
+    manifest = json.loads((partial / "manifest.json").read_text())
+    (partial / "manifest.json").write_text(json.dumps({**manifest, "ppafl_version": "0.0.1"}))  # ... by another version
+    result = run_sweep(cells, fields, tmp_path / "sweep", jobs=1, progress=False)
+    assert result.ran == [cells[0].id] and len(result.table) == 1
+    assert not partial.exists()
 
 
 def test_a_changed_scenario_is_refused_rather_than_mixed_with_old_cells(tiny: Path, tmp_path: Path) -> None:
