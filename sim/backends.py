@@ -207,12 +207,13 @@ class RayBackend(Backend):
                 task = pending.pop(ready[0])
                 done(task.cell_id, _node_of(ray, ready[0], task))
         finally:
-            for ref in pending:  # an error or Ctrl-C: stop the other cells (they resume next time)
-                ray.cancel(ref, force=True)
             for folder in folders:
                 (folder / _VISIBLE).unlink(missing_ok=True)
             if owns:
-                ray.shutdown()
+                ray.shutdown()  # ends this driver's job: Ray stops its running cells, which resume next time
+            else:
+                for ref in pending:  # an error or Ctrl-C in a process that stays on Ray: stop the other cells
+                    ray.cancel(ref)  # (KeyboardInterrupt in the cell: its run is marked interrupted)
 
 
 def _node_of(ray: Any, ref: Any, task: CellTask) -> str:
