@@ -35,8 +35,9 @@ def import_ray() -> Any:
         import ray
     except ImportError:
         raise ImportError(
-            "the 'ray' executor needs Ray, which is not installed; install it with `pip install .[ray]` "
-            "(or `pip install 'ray>=2.9'`), or choose another executor (sequential, batched, process)"
+            "Ray is not installed, and the 'ray' executor and sweep backend need it: install it with "
+            "`pip install .[ray]` (or `pip install 'ray>=2.9'`), or choose another executor "
+            "(sequential, batched, process) or the local backend"
         ) from None
     return ray
 

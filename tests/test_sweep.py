@@ -197,6 +197,15 @@ def test_backend_choices_are_checked_before_anything_is_written(tiny: Path, tmp_
     assert rc == 2 and not (tmp_path / "s").exists()
 
 
+def test_ray_backend_without_ray_says_how_to_install_it(tiny: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ImportError, match=r"pip install \.\[ray\]"):
+        run_sweep(*plan_sweep(tiny, ["seed=0"]), tmp_path / "s", backend="ray", progress=False)
+    assert main(["sweep", str(tiny), "--out", str(tmp_path / "s"), "--backend", "ray", "--quiet"]) == 2
+    assert "pip install .[ray]" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_ray_node_that_cannot_see_the_sweep_or_runs_another_version_refuses(tmp_path: Path) -> None:
     from sim.manifest import ppafl_version
 
