@@ -198,11 +198,11 @@ class RayBackend(Backend):
             for folder in folders:
                 (folder / _VISIBLE).write_text(token)
             remote = ray.remote(num_cpus=1, scheduling_strategy="SPREAD", max_retries=CELL_RETRIES)(_ray_cell)
-            queue, limit, version = deque(tasks), self.jobs or len(tasks), ppafl_version()
+            queue, limit, version, here = deque(tasks), self.jobs or len(tasks), ppafl_version(), os.getcwd()
             while queue or pending:
                 while queue and len(pending) < limit:
                     task = queue.popleft()
-                    pending[remote.remote(task, token, version)] = task
+                    pending[remote.remote(task, token, version, here)] = task
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 task = pending.pop(ready[0])
                 done(task.cell_id, _node_of(ray, ready[0], task))
@@ -229,13 +229,24 @@ def _node_of(ray: Any, ref: Any, task: CellTask) -> str:
         raise SweepCellError(f"sweep cell {task.cell_id} failed on Ray: {type(exc).__name__}: {exc}") from None
 
 
-def _ray_cell(task: CellTask, token: str, version: str) -> str:
-    """The Ray task: check this node can serve the sweep, run the cell; the node's id."""
+def _ray_cell(task: CellTask, token: str, version: str, cwd: str) -> str:
+    """The Ray task: check this node can serve the sweep, run the cell; the node's id.
+
+    Runs in the driver's working directory where the node has it (shared storage), so
+    relative paths (`--out`, `--set data.root=...`) mean what they mean to the driver.
+    """
     from fl.ray_executor import import_ray
 
     node = import_ray().get_runtime_context().get_node_id()
-    _check_node(Path(task.cells_dir), token, version, f"Ray node {socket.gethostname()} ({node[:12]})", task.cell_id)
-    run_cell(task)
+    where = f"Ray node {socket.gethostname()} ({node[:12]})"
+    before = os.getcwd()
+    try:
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
+        _check_node(Path(task.cells_dir), token, version, where, task.cell_id)
+        run_cell(task)
+    finally:
+        os.chdir(before)  # the worker process serves other tasks after this one
     return str(node)
 
 

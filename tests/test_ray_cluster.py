@@ -92,10 +92,11 @@ def _science(sweep_csv: Path) -> str:
 
 
 def test_a_sweep_spreads_over_both_nodes_with_the_local_numbers(
-    cluster, scenario_file, local_sweep, tmp_path, assert_same_outputs
+    cluster, scenario_file, local_sweep, tmp_path, monkeypatch, assert_same_outputs
 ):
     cells, fields = plan_sweep(scenario_file, SETS)
-    result = run_sweep(cells, fields, tmp_path / "ray", backend="ray", address=cluster.address, progress=False)
+    monkeypatch.chdir(tmp_path)  # a relative --out means the driver's folder on every node too
+    result = run_sweep(cells, fields, Path("ray"), backend="ray", address=cluster.address, progress=False)
     assert sorted(result.ran) == sorted(c.id for c in cells)
     assert set(result.nodes.values()) == {cluster.head_node.node_id, *(n.node_id for n in cluster.worker_nodes)}
     assert _science(tmp_path / "ray" / "sweep.csv") == _science(local_sweep / "sweep.csv")
