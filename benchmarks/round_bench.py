@@ -17,8 +17,10 @@ ciphertexts). Everything is built by the engine's own code (`sim.engine.Simulati
   subjects (A B A B) and keeps each one's fastest round, as a busy machine slows any one.
 - components, one process, one torch thread: a client's training, sealing one update, its
   pickled size and (un)pickling time, the server's sum of 10 and the decryption.
-- projection: r(N) = serial + parallel / min(N, 10) fitted to the N = 1, 2 rounds (10
-  jobs a round: more than 10 workers do not help), for 1,000 rounds.
+- projection to N one-CPU nodes and 1,000 rounds: r(N) = serial + ceil(10 / N) x job (10
+  jobs a round: more than 10 nodes do not help), fitted to the measured N = 1, 2 rounds,
+  and from CPU seconds (a job's pieces, the driver's CPU in the N = 1 round), which a busy
+  machine inflates much less than wall seconds.
 - `--engine-rounds R`: also the engine end to end (`Simulation.run`, R global versions) with
   the first of `--executors`; `--budget-s S` then runs as many rounds as fit in the rest of S
   seconds as a full run into `--out/paper_run` (the GPU script uses this).
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pickle
 import shutil
@@ -96,16 +99,17 @@ class Round:
             resolve_all([ex.submit(TrainingTask(c, 0, c), self.base) for c in range(getattr(ex, "workers", 1))])
             warmup = time.perf_counter() - t0
             for rep in range(repeats):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 jobs = [ex.submit(TrainingTask(c, 0, 1000 * rep + c), self.base) for c in range(CLIENTS_PER_ROUND)]
                 resolve_all(cast(list, jobs))
                 uploads = [j.result() for j in jobs]
                 weights = integer_weights([float(u.num_samples) for u in uploads], self.weight_bits)
                 self.work.codec.decrypt_average(self.aggregator.weighted_sum([u.payload for u in uploads], weights))
-                times.append(time.perf_counter() - t0)
+                times.append((time.perf_counter() - t0, time.process_time() - c0))
         finally:
             ex.close()
-        row: dict[str, Any] = {"setup_s": setup, "warmup_s": warmup, "rounds_s": times, "round_s": min(times)}
+        wall, cpu = min(times)
+        row: dict[str, Any] = {"setup_s": setup, "warmup_s": warmup, "round_s": wall, "driver_cpu_s": cpu}
         if isinstance(ex, RayExecutor):
             row["jobs_per_node"] = sorted(ex.jobs_per_node.values())
         return row
@@ -178,17 +182,28 @@ def ray_address(address: str) -> Iterator[str]:
             os.environ["RAY_ADDRESS"] = saved
 
 
-def projection(ray: dict[int, float]) -> dict[str, Any]:
-    """Seconds per round on N one-CPU Ray nodes, r(N) = serial + parallel / min(N, 10), fitted to N = 1, 2."""
-    if not {1, 2} <= set(ray):
-        return {}
-    parallel = 2 * (ray[1] - ray[2])  # the workers' share: 10 jobs' training and sealing
-    serial = ray[1] - parallel  # the driver's share: moving uploads, the sum, decryption
-    if parallel <= 0:
-        return {"note": "a second node did not make rounds faster: they are not bound by the workers here"}
-    rounds = {n: serial + parallel / min(n, CLIENTS_PER_ROUND) for n in (1, 2, 4, 5, 10, 20)}
-    return {"serial_s": serial, "parallel_s": parallel, "round_s": rounds,
+NODES = (1, 2, 3, 4, 5, 10)
+
+
+def _rounds(serial: float, job: float) -> dict[str, Any]:
+    """r(N) = serial + ceil(10 / N) x job on N one-CPU nodes (10 jobs a round: more nodes do not help)."""
+    rounds = {n: serial + math.ceil(CLIENTS_PER_ROUND / n) * job for n in NODES}
+    return {"serial_s": serial, "job_s": job, "round_s": rounds,
             "paper_run_h": {n: r * PAPER_ROUNDS / 3600 for n, r in rounds.items()}}
+
+
+def projection(ray: dict[int, dict[str, Any]], parts: dict[str, float]) -> dict[str, Any]:
+    """Rounds on N one-CPU Ray nodes: fitted to the measured N = 1, 2 rounds, and from CPU seconds
+    (the one-process pieces for a job; the driver's measured CPU for the rest), as on dedicated cores."""
+    out: dict[str, Any] = {}
+    if {1, 2} <= set(ray):
+        job = (ray[1]["round_s"] - ray[2]["round_s"]) / (CLIENTS_PER_ROUND / 2)  # 10 jobs deep vs 5
+        out["fit"] = _rounds(ray[1]["round_s"] - CLIENTS_PER_ROUND * job, job) if job > 0 else {
+            "note": "a second node did not make rounds faster: the machine is busy, or rounds are not bound by jobs"}
+    if 1 in ray:
+        job_cpu = parts["train_cpu_s"] + parts["seal_cpu_s"] + parts["pickle_cpu_s"]
+        out["cpu"] = _rounds(ray[1]["driver_cpu_s"], job_cpu)
+    return out
 
 
 def engine_rounds(scenario: Scenario, executor: str) -> dict[str, Any]:
@@ -268,10 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         nodes = int(where) if isinstance(where, str) and where.isdigit() else None
         rows.append({"subject": name, "ray_nodes": nodes, **best, "all_s": [r["round_s"] for r in found[name]],
                      "paper_run_h": best["round_s"] * PAPER_ROUNDS / 3600})
-        print(f"  {name:>14}: best {best['round_s']:7.2f} s/round -> 1,000 rounds {rows[-1]['paper_run_h']:.1f} h")
-    proj = projection({r["ray_nodes"]: r["round_s"] for r in rows if r["ray_nodes"] is not None})
-    for n, r in proj.get("round_s", {}).items():
-        print(f"  projected on {n:>2} one-CPU Ray nodes: {r:7.2f} s/round -> {proj['paper_run_h'][n]:.1f} h")
+        print(f"  {name:>14}: best {best['round_s']:7.2f} s/round (driver CPU {best['driver_cpu_s']:.1f} s) "
+              f"-> 1,000 rounds {rows[-1]['paper_run_h']:.1f} h")
+    proj = projection({r["ray_nodes"]: r for r in rows if r["ray_nodes"] is not None}, parts)
+    for basis, p in proj.items():
+        print(f"  projected ({basis}): " + ("; ".join(
+            f"{n} nodes {r:.1f} s/round, {p['paper_run_h'][n]:.1f} h" for n, r in p["round_s"].items())
+            if "round_s" in p else p["note"]))
     engine = budget = None
     first = next(iter(filter(None, args.executors.split(","))), None)
     if args.engine_rounds and first:
