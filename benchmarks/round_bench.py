@@ -228,8 +228,8 @@ def budget_run(args: argparse.Namespace, executor: str, version_s: float, starte
     """As many paper rounds as fit in the rest of the budget, as a full run into `--out/paper_run`."""
     from sim.runner import run_scenario
 
-    left = args.budget_s - (time.perf_counter() - started)
-    rounds = int(0.8 * left / version_s)  # leave room for set-up and writing the outputs
+    left = args.budget_s - (time.perf_counter() - started) - 30  # set-up and writing the outputs
+    rounds = int(0.7 * left / version_s)  # evaluations every 10 versions and the event log cost a little more
     if rounds < 1:
         return {"rounds": 0, "note": f"{left:.0f} s left, a round takes {version_s:.0f} s"}
     out = args.out / "paper_run"
@@ -290,19 +290,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  projected ({basis}): " + ("; ".join(
             f"{n} nodes {r:.1f} s/round, {p['paper_run_h'][n]:.1f} h" for n, r in p["round_s"].items())
             if "round_s" in p else p["note"]))
-    engine = budget = None
+    report: dict[str, Any] = {"model": scenario.training.model, "data": scenario.data.dataset, "crypto": args.crypto,
+                              "cpus": os.cpu_count(), "components": parts, "rows": rows, "projection": proj}
     first = next(iter(filter(None, args.executors.split(","))), None)
     if args.engine_rounds and first:
-        engine = engine_rounds(scenario, first)
+        engine = report["engine"] = engine_rounds(scenario, first)
         print(f"  engine, {engine['executor']}: {engine['version_s']:.2f} s per global version "
               f"({engine['versions']} versions, setup {engine['setup_s']:.1f} s)", flush=True)
         if args.budget_s:  # a short run's first versions train fewer jobs (delayed ones come later): take the larger
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "measured.json").write_text(json.dumps(report) + "\n")  # kept if the budget run is cut short
             steady = max(engine["version_s"], next(r["round_s"] for r in rows if r["subject"] == first))
-            budget = budget_run(args, first, steady, started)
-            print(f"  budget run: {budget}", flush=True)
-    print(json.dumps({"model": scenario.training.model, "data": scenario.data.dataset, "crypto": args.crypto,
-                      "cpus": os.cpu_count(), "components": parts, "rows": rows, "projection": proj,
-                      "engine": engine, "budget_run": budget}))
+            report["budget_run"] = budget_run(args, first, steady, started)
+            print(f"  budget run: {report['budget_run']}", flush=True)
+    print(json.dumps(report))
     return 0
 
 
