@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="timed rounds per subject, interleaved (fastest kept)")
     ap.add_argument("--model", default="mnist_cnn")
     ap.add_argument("--crypto", default="real", choices=["real", "modeled", "off"])
-    ap.add_argument("--dataset", default="mnist", choices=["mnist", "mnist5k"], help="full MNIST (default) or mnist5k")
+    ap.add_argument("--dataset", default="mnist", choices=["mnist", "mnist5k"],
+                    help="full MNIST (default; mnist5k where it is missing) or mnist5k")
     ap.add_argument("--data-root", default=None, help="full MNIST root (default: the scenario's ../shared/data)")
     ap.add_argument("--engine-rounds", type=int, default=0, help="also run the engine this many global versions")
     ap.add_argument("--budget-s", type=float, default=None, help="then run as many rounds as fit in this budget")
@@ -258,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         args.model, args.crypto, args.dataset = "mnist_2nn", "modeled", "mnist5k"
     started = time.perf_counter()
     scenario = paper_scenario(args, max(1, args.engine_rounds))
+    if scenario.data.dataset == "mnist" and not (Path(scenario.data.root or "") / "MNIST" / "raw").is_dir():
+        print(f"round_bench: no full MNIST under {scenario.data.root}: the embedded mnist5k instead", flush=True)
+        args.dataset = "mnist5k"
+        scenario = paper_scenario(args, max(1, args.engine_rounds))
     print(f"round_bench: {scenario.training.model}, {scenario.data.dataset}, E={scenario.training.epochs}, "
           f"crypto {args.crypto} (paper SHE), {CLIENTS_PER_ROUND} clients a round; {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)
