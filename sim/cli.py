@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["build_parser", "main"]
+__all__ = ["add_backend_arguments", "build_parser", "main"]
 
 
 class _Terminated(KeyboardInterrupt):
@@ -142,6 +142,22 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """--jobs, --backend and --address: where a command's cells run (`sim.backends`; args for `run_sweep`)."""
+    parser.add_argument(
+        "--jobs", type=int, default=None,
+        help="local: worker processes (default: number of CPUs); ray: most cells at once (default: no limit)",
+    )
+    parser.add_argument(
+        "--backend", choices=["local", "ray"], default="local",
+        help="where cells run: local worker processes (default) or Ray tasks on a cluster (--out on shared storage)",
+    )
+    parser.add_argument(
+        "--address", default=None, metavar="ADDR",
+        help="with --backend ray: the cluster (HOST:PORT, auto, ray://...); default RAY_ADDRESS, else a Ray started here",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ppafl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,18 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sweep a field over comma-separated values, or override it with a single value",
     )
     sweep.add_argument("--seeds", type=int, default=1, help="seeds per grid point: scenario seed + 0..N-1 (default 1)")
-    sweep.add_argument(
-        "--jobs", type=int, default=None,
-        help="local: worker processes (default: number of CPUs); ray: most cells at once (default: no limit)",
-    )
-    sweep.add_argument(
-        "--backend", choices=["local", "ray"], default="local",
-        help="where cells run: local worker processes (default) or Ray tasks on a cluster (--out on shared storage)",
-    )
-    sweep.add_argument(
-        "--address", default=None, metavar="ADDR",
-        help="with --backend ray: the cluster (HOST:PORT, auto, ray://...); default RAY_ADDRESS, else a Ray started here",
-    )
+    add_backend_arguments(sweep)
     sweep.add_argument(
         "--executor",
         default="sequential",
