@@ -15,6 +15,7 @@ never stores, so nothing on the client side is reachable from the server object.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -309,7 +310,7 @@ class Server:
             return
         self._held = [u for u in self._held if u not in ready]
         for u in ready:
-            net.call_at(net.now, lambda later, u=u: self._deliver(u, later))
+            net.call_at(net.now, functools.partial(self._deliver, u))
 
     def oldest_version_in_use(self) -> int:
         """The oldest global version a running job, held or buffered update still refers to."""

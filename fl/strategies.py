@@ -211,7 +211,7 @@ class FedAsync(Strategy):
     def on_arrival(self, arrival: Arrival, version: int) -> AggregationPlan:
         s = version - arrival.base_version
         mix = self.alpha * staleness_weight(self.staleness_fn, s, self.a, self.b)
-        kind = "fresh" if s == 0 else "late"
+        kind: Literal["fresh", "late"] = "fresh" if s == 0 else "late"
         return AggregationPlan((Contribution(arrival.client, arrival.base_version, 1.0, kind, arrival.uid),), rule="mix", mix=mix)
 
     def max_contributions(self, num_clients: int, per_round: int) -> int:

@@ -13,7 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXECUTOR_NAMES", "build_parser", "console", "guarded", "main", "out_dir", "run_and_report", "seed"]
+__all__ = [
+    "EXECUTOR_NAMES",
+    "add_backend_arguments",
+    "build_parser",
+    "console",
+    "guarded",
+    "main",
+    "out_dir",
+    "run_and_report",
+    "seed",
+]
 
 
 EXECUTOR_NAMES = ("sequential", "batched", "process", "ray")  # fl.executors.EXECUTORS (torch-free here)
@@ -160,8 +170,11 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"sweep: {len(cells)} cells ({before} finished before) into {args.out}/cells/", file=sys.stderr)
     try:
         with _sigterm_as_interrupt():
-            result = run_sweep(cells, fields, args.out, jobs=args.jobs, executor=args.executor, progress=not args.quiet)
-    except SweepCellError as exc:
+            result = run_sweep(
+                cells, fields, args.out, jobs=args.jobs, executor=args.executor, progress=not args.quiet,
+                backend=args.backend, address=args.address,
+            )
+    except (SweepCellError, ImportError) as exc:  # a failed cell; Ray asked for but not installed
         print(f"ppafl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
@@ -169,7 +182,9 @@ def _sweep(args: argparse.Namespace) -> int:
               f"{shlex.join(['ppafl', *args.argv])}", file=sys.stderr)
         return _exit_code(exc)
     figures = plot_sweep(result.out, result.table, fields)
-    print(f"ran {len(result.ran)} cells, {len(result.skipped)} were finished before")
+    n_nodes = len(set(result.nodes.values()))
+    where = f" on {n_nodes} Ray node{'s' * (n_nodes != 1)}" if args.backend == "ray" and result.nodes else ""
+    print(f"ran {len(result.ran)} cells{where}, {len(result.skipped)} were finished before")
     if fields and result.table["final_accuracy"].notna().any():
         print(sensitivity_table(result.table, fields, "final_accuracy").to_string())
     print(f"outputs in {result.out}/: sweep.csv " + " ".join(p.name for p in figures))
@@ -272,6 +287,22 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """--jobs, --backend and --address: where a command's cells run (`sim.backends`; args for `run_sweep`)."""
+    parser.add_argument(
+        "--jobs", type=_int_in(1, 4096), default=None,
+        help="local: worker processes (default: number of CPUs); ray: most cells at once (default: no limit)",
+    )
+    parser.add_argument(
+        "--backend", choices=["local", "ray"], default="local",
+        help="where cells run: local worker processes (default) or Ray tasks on a cluster (--out on shared storage)",
+    )
+    parser.add_argument(
+        "--address", default=None, metavar="ADDR",
+        help="with --backend ray: the cluster (HOST:PORT, auto, ray://...); default RAY_ADDRESS, else a Ray started here",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ppafl", description=__doc__, epilog=_EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -312,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sweep a field over comma-separated values, or override it with a single value",
     )
     sweep.add_argument("--seeds", type=int, default=1, help="seeds per grid point: scenario seed + 0..N-1 (default 1)")
-    sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of CPUs)")
+    add_backend_arguments(sweep)
     sweep.add_argument(
         "--executor",
         default="sequential",

@@ -33,6 +33,7 @@ __all__ = [
     "apply_overrides",
     "load_scenario",
     "parse_override",
+    "read_scenario",
     "read_scenario_file",
     "scenario_from_dict",
 ]
@@ -532,6 +533,12 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     return raw
 
 
+def read_scenario(path: str | Path) -> dict[str, Any]:
+    """Read a scenario file into a raw mapping whose relative paths (data.root, trace files)
+    are resolved from the file's folder, as every reader of a scenario file needs them."""
+    return _resolve_paths(read_scenario_file(path), Path(path).parent)
+
+
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
     """Load, override and validate a scenario file.
 
@@ -540,6 +547,5 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     directory.
     """
     overrides = list(overrides or [])
-    raw = _resolve_paths(read_scenario_file(path), Path(path).parent)
-    raw = apply_overrides(raw, overrides)
+    raw = apply_overrides(read_scenario(path), overrides)
     return scenario_from_dict(raw, source=str(path), overrides=overrides)

@@ -8,8 +8,10 @@ runs. Each cell is a normal run directory `DIR/cells/<cell id>/`, built as
 `DIR/cells/.partial-<cell id>/` and renamed when complete, so a cell is finished exactly
 when its directory holds a `summary.json`. Running the sweep again skips finished cells,
 resumes an interrupted cell's run (see `sim.runner`) and rebuilds `DIR/sweep.csv`, one
-row per finished cell. Worker processes are spawned, so a script that calls `run_sweep`
-with `jobs > 1` needs the `if __name__ == "__main__":` guard.
+row per finished cell. Relative paths in the scenario file resolve from its folder, as
+in `ppafl run`. Cells run on a backend (`sim.backends`): local worker processes, which
+are spawned, so a script that calls `run_sweep` with `jobs > 1` needs the
+`if __name__ == "__main__":` guard, or tasks on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -17,25 +19,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import sys
-import threading
-import time
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from sim.backends import PARTIAL_PREFIX, CellTask, SweepCellError, make_backend
 from sim.scenario import (
     Scenario,
     ScenarioError,
     apply_overrides,
     parse_override,
-    read_scenario_file,
+    read_scenario,
     scenario_from_dict,
 )
 
@@ -57,7 +56,6 @@ ACCURACY_FRACTIONS = (0.25, 0.5, 0.75)
 """`accuracy_at_<p>pct` columns: accuracy at these fractions of stop.max_time_s."""
 
 _CELLS = "cells"
-_PARTIAL = ".partial-"
 _ID_SAFE = re.compile(r"[^A-Za-z0-9._+=-]")
 _MAX_ID_LEN = 120
 
@@ -74,13 +72,14 @@ class Cell:
 
 @dataclass
 class SweepResult:
-    """What a sweep did: the table of finished cells and how many ran now or before."""
+    """What a sweep did: the table of finished cells, which ran now (and where) or before."""
 
     out: Path
     fields: list[str]
     table: pd.DataFrame
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    nodes: dict[str, str] = field(default_factory=dict)  # cell run now -> where (host; Ray: node id)
 
 
 # --------------------------------------------------------------------- the grid
@@ -165,7 +164,7 @@ def plan_sweep(scenario_path: str | Path, sets: list[str], seeds: int = 1) -> tu
     if seeds < 1:
         raise ScenarioError(f"--seeds {seeds}: need at least 1 seed")
     plain, swept = parse_sets(sets)
-    raw = apply_overrides(read_scenario_file(scenario_path), plain)
+    raw = apply_overrides(read_scenario(scenario_path), plain)
     base = scenario_from_dict(raw, source=str(scenario_path))
     if "seed" in swept:
         if seeds != 1:
@@ -193,69 +192,32 @@ def plan_sweep(scenario_path: str | Path, sets: list[str], seeds: int = 1) -> tu
 
 
 # --------------------------------------------------------------------- running
-class SweepCellError(RuntimeError):
-    """A cell's run failed; the message names the cell and the error."""
+def _clear_stale_partials(cells_dir: Path, cells: list[Cell]) -> None:
+    """Delete the partial cell directories that cannot finish (see `_can_finish`)."""
+    from sim.manifest import ppafl_version
+
+    wanted = {f"{PARTIAL_PREFIX}{c.id}": c.scenario for c in cells}
+    version = ppafl_version()
+    for partial in cells_dir.glob(f"{PARTIAL_PREFIX}*"):
+        if not _can_finish(partial, wanted.get(partial.name), version):
+            shutil.rmtree(partial, ignore_errors=True)
 
 
-def _init_worker(parent: int) -> None:
-    """Worker processes: one thread each (cores go to cells); exit when the sweep process dies."""
-    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    import torch
-
-    torch.set_num_threads(1)
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)  # orphaned (the sweep was killed): stop; the cell resumes when the sweep is rerun
-
-
-def _run_cell_safely(args: tuple[dict[str, Any], str, str, str]) -> str:
-    """`_run_cell` for a worker pool: an error comes back naming the cell."""
-    try:
-        return _run_cell(*args)
-    except Exception as exc:  # noqa: BLE001  (any failure is reported with the cell's name)
-        raise SweepCellError(f"sweep cell {args[2]} failed: {type(exc).__name__}: {exc}") from None
-
-
-def _run_cell(scenario: dict[str, Any], cells_dir: str, cell_id: str, executor: str) -> str:
-    """Run one cell in `cells/.partial-<id>/` (resumable), then rename it into place (all or nothing)."""
-    from sim.runner import run_scenario
-
-    partial, final = Path(cells_dir) / f"{_PARTIAL}{cell_id}", Path(cells_dir) / cell_id
-    if not _finished_partial(partial):
-        run_scenario(scenario_from_dict(scenario, source=cell_id), partial, executor=executor)
-    if final.exists():  # a leftover without summary.json (finished cells are never rerun)
-        shutil.rmtree(final)
-    os.replace(partial, final)
-    return cell_id
-
-
-def _finished_partial(partial: Path) -> bool:
-    """A partial directory whose run finished (the sweep was killed before renaming it)."""
-    from sim.manifest import RunDirError, read_manifest
+def _can_finish(partial: Path, scenario: Scenario | None, version: str) -> bool:
+    """A finished run of this cell's scenario, or an unfinished one `sim.manifest` resumes
+    (same scenario, same ppafl version: another version's would refuse to resume)."""
+    from sim.manifest import RunDirError, _check_resumable, read_manifest
 
     try:
-        manifest = read_manifest(partial) if partial.is_dir() else None
+        manifest = read_manifest(partial)
+        if manifest is None or scenario is None:
+            return False
+        if manifest["status"] == "finished":
+            return bool(manifest.get("scenario") == scenario.to_dict())
+        _check_resumable(partial, manifest, scenario, version)
     except RunDirError:
         return False
-    return manifest is not None and manifest["status"] == "finished"
-
-
-def _clear_stale_partials(cells_dir: Path, cells: list[Cell]) -> None:
-    """Keep an interrupted cell's partial directory (its run resumes) only if it ran the same scenario."""
-    from sim.manifest import RunDirError, read_manifest
-
-    wanted = {f"{_PARTIAL}{c.id}": c.scenario.to_dict() for c in cells}
-    for partial in cells_dir.glob(f"{_PARTIAL}*"):
-        try:
-            manifest = read_manifest(partial)
-        except RunDirError:
-            manifest = None
-        if manifest is None or manifest.get("scenario") != wanted.get(partial.name):
-            shutil.rmtree(partial, ignore_errors=True)
+    return True
 
 
 def _check_finished(cell: Cell, summary_path: Path) -> None:
@@ -278,18 +240,19 @@ def run_sweep(
     jobs: int | None = None,
     executor: str = "sequential",
     progress: bool = True,
+    backend: str = "local",
+    address: str | None = None,
 ) -> SweepResult:
-    """Run every unfinished cell (`jobs` worker processes; 1 = in this process), then write sweep.csv."""
+    """Run every unfinished cell, then write sweep.csv.
+
+    `backend` "local": `jobs` worker processes (default: one per CPU; 1 = in this process);
+    "ray": Ray tasks on the cluster at `address` (default RAY_ADDRESS, else a Ray started
+    here), at most `jobs` at once. See `sim.backends`.
+    """
     from tqdm import tqdm
 
-    if jobs is not None and jobs < 1:
-        raise ValueError(f"--jobs {jobs}: need at least 1 worker process")
-    if executor == "process" and (jobs or os.cpu_count() or 1) > 1:
-        raise ValueError(
-            "--executor process starts worker processes of its own, which sweep workers cannot start; "
-            "use --jobs 1 --executor process (cells one after another, each on all cores), "
-            "or --jobs N with --executor sequential (N cells side by side)"
-        )
+    runner = make_backend(backend, jobs=jobs, address=address)
+    runner.check(executor)  # refused before anything is written
     out = Path(out)
     cells_dir = out / _CELLS
     cells_dir.mkdir(parents=True, exist_ok=True)
@@ -302,31 +265,18 @@ def run_sweep(
             skipped.append(cell.id)
         else:
             todo.append(cell)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    nodes: dict[str, str] = {}
     desc = f"sweep: {len(skipped)} of {len(cells)} cells done before" if skipped else "sweep"
     with tqdm(total=len(todo), desc=desc, unit="cell", disable=not progress or not todo, file=sys.stderr) as bar:
-        if jobs == 1:
-            _run_here(todo, cells_dir, executor, bar)
-        else:
-            _run_pool(todo, cells_dir, executor, jobs, bar)
+
+        def finished(cell_id: str, node: str) -> None:
+            nodes[cell_id] = node
+            bar.update()
+
+        if todo:
+            runner.run([CellTask(c.scenario.to_dict(), str(cells_dir), c.id, executor) for c in todo], finished)
     table = collect_table(cells, fields, out)
-    return SweepResult(out, fields, table, [c.id for c in todo], skipped)
-
-
-def _run_here(todo: list[Cell], cells_dir: Path, executor: str, bar: Any) -> None:
-    from fl.executors import torch_threads
-
-    with torch_threads(1):  # as in the workers, so the numbers do not depend on --jobs
-        for cell in todo:
-            _run_cell_safely((cell.scenario.to_dict(), str(cells_dir), cell.id, executor))
-            bar.update()
-
-
-def _run_pool(todo: list[Cell], cells_dir: Path, executor: str, jobs: int, bar: Any) -> None:
-    tasks = [(c.scenario.to_dict(), str(cells_dir), c.id, executor) for c in todo]
-    with get_context("spawn").Pool(jobs, _init_worker, (os.getpid(),)) as pool:  # exit terminates the workers
-        for _ in pool.imap_unordered(_run_cell_safely, tasks, chunksize=1):
-            bar.update()
+    return SweepResult(out, fields, table, [c.id for c in todo], skipped, nodes)
 
 
 # --------------------------------------------------------------------- the table
@@ -382,7 +332,11 @@ def collect_table(cells: list[Cell], fields: list[str], out: str | Path) -> pd.D
     table = pd.DataFrame(rows)
     atomic_write(out / "sweep.csv", lambda p: table.to_csv(p, index=False))
     spec = {"fields": fields, "seeds": sorted({c.seed for c in cells}), "cells": [c.id for c in cells]}
-    atomic_write(out / "sweep.json", lambda p: p.write_text(json.dumps(spec, indent=2) + "\n"))
+
+    def write_spec(path: Path) -> None:
+        path.write_text(json.dumps(spec, indent=2) + "\n")
+
+    atomic_write(out / "sweep.json", write_spec)
     return table
 
 

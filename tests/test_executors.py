@@ -110,13 +110,28 @@ def test_batched_matches_within_float_tolerance(reference, forced_batched):
 
 @pytest.mark.slow
 def test_ray_gives_bit_identical_models(reference):
-    ray = pytest.importorskip("ray", reason="Ray is not installed (optional: pip install .[ray])")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    import ray  # in the test extra: a missing Ray fails here, it is not skipped
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a running cluster
     try:
         sim = _simulate("ray")
     finally:
         ray.shutdown()
     np.testing.assert_array_equal(sim.models.current, reference.models.current)
+    assert sum(sim.workload.executor.jobs_per_node.values()) > 0  # the jobs did run as Ray tasks
+
+
+def test_ray_address_where_no_cluster_answers_fails_fast_naming_it(monkeypatch):
+    import ray
+
+    from fl.ray_executor import connect_ray
+
+    monkeypatch.setattr(ray, "init", lambda **_: pytest.fail("ray.init would wait forever here"))
+    with pytest.raises(ConnectionError, match=r"no Ray cluster answers at 127\.0\.0\.1:1 .*ray start --head"):
+        connect_ray("127.0.0.1:1")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:1")
+    with pytest.raises(ConnectionError, match=r"ray://127\.0\.0\.1:1"):
+        connect_ray()
 
 
 @pytest.mark.parametrize("prox_mu", [0.0, 0.1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,8 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from sim.backends import SweepCellError, _check_node
 from sim.cli import main
-from sim.scenario import ScenarioError
+from sim.manifest import open_run
+from sim.runner import OUTPUT_FILES, run_scenario
+from sim.scenario import ScenarioError, load_scenario
 from sim.sweep import cell_row, parse_sets, plan_sweep, read_sweep, run_sweep, split_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,9 +143,83 @@ def test_a_second_run_computes_nothing_new(tiny: Path, tmp_path: Path) -> None:
     assert set(wanted) <= set(table.columns)
     # FedAsync aggregates every update alone; the table says so
     assert (table.loc[table["strategy.name"] == "fedasync", "aggregates_of_one"] > 0).all()
-    # Each cell equals a plain run of its scenario: the sweep adds no randomness of its own
-    summary = json.loads((out / "cells" / cells[2].id / "summary.json").read_text())
-    assert summary["scenario"] == cells[2].scenario.to_dict()
+    assert set(first.nodes) == set(first.ran) and set(first.nodes.values()) == {socket.gethostname()}
+
+
+def test_each_cell_equals_a_plain_run_of_its_scenario(tiny: Path, tmp_path: Path, assert_same_outputs) -> None:
+    cells, fields = plan_sweep(tiny, ["strategy.name=ppafl,fedbuff"])
+    run_sweep(cells, fields, tmp_path / "sweep", jobs=1, progress=False)
+    run_scenario(cells[1].scenario, tmp_path / "plain")  # the sweep adds no randomness of its own
+    assert_same_outputs(tmp_path / "sweep" / "cells" / cells[1].id, tmp_path / "plain")
+
+
+def test_relative_paths_in_the_file_resolve_from_its_folder_as_in_a_run(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "study"
+    (folder / "traces").mkdir(parents=True)
+    (folder / "traces" / "bw.csv").write_text("down_kbps,up_kbps\n8000,4000\n6000,3000\n")
+    group = {"device": "rpi4", "link": "wifi", "share": 1.0, "link_overrides": {"bandwidth_trace": "traces/bw.csv"}}
+    raw = {**TINY, "data": {**TINY["data"], "root": "data"}, "fleet": {"num_devices": 10, "groups": [group]}}
+    (folder / "s.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)  # not the file's folder: the trace is not found from here
+    cells, _ = plan_sweep(Path("study/s.yaml"), ["seed=0,1"])
+    run = load_scenario(Path("study/s.yaml"))
+    for cell in cells:
+        assert cell.scenario.data.root == run.data.root == str((folder / "data").resolve())
+        trace = cell.scenario.fleet.groups[0].link_overrides["bandwidth_trace"]
+        assert trace == run.fleet.groups[0].link_overrides["bandwidth_trace"] == str(folder / "traces" / "bw.csv")
+
+
+def test_a_partial_cell_of_another_ppafl_version_is_recomputed_not_refused(tiny: Path, tmp_path: Path) -> None:
+    cells, fields = plan_sweep(tiny, ["seed=0"])
+    partial = tmp_path / "sweep" / "cells" / f".partial-{cells[0].id}"
+    run = open_run(partial, cells[0].scenario, OUTPUT_FILES)  # an interrupted run of the same scenario ...
+    run.mark("interrupted")
+    run.close()
+    manifest = json.loads((partial / "manifest.json").read_text())
+    (partial / "manifest.json").write_text(json.dumps({**manifest, "ppafl_version": "0.0.1"}))  # ... by another version
+    result = run_sweep(cells, fields, tmp_path / "sweep", jobs=1, progress=False)
+    assert result.ran == [cells[0].id] and len(result.table) == 1
+    assert not partial.exists()
+
+
+def test_backend_choices_are_checked_before_anything_is_written(tiny: Path, tmp_path: Path) -> None:
+    plan = plan_sweep(tiny, ["seed=0"])
+    with pytest.raises(ValueError, match=r"--address 1\.2\.3\.4:6379 names a Ray cluster; add --backend ray"):
+        run_sweep(*plan, tmp_path / "s", address="1.2.3.4:6379", progress=False)
+    with pytest.raises(ValueError, match="use --executor ray to spread each cell's training"):
+        run_sweep(*plan, tmp_path / "s", backend="ray", executor="process", progress=False)
+    with pytest.raises(ValueError, match="unknown backend 'slurm'; known: local, ray"):
+        run_sweep(*plan, tmp_path / "s", backend="slurm", progress=False)
+    with pytest.raises(ValueError, match="need at least 1"):
+        run_sweep(*plan, tmp_path / "s", backend="ray", jobs=0, progress=False)
+    assert not (tmp_path / "s").exists()
+    rc = main(["sweep", str(tiny), "--out", str(tmp_path / "s"), "--address", "auto", "--quiet"])
+    assert rc == 2 and not (tmp_path / "s").exists()
+
+
+def test_ray_backend_without_ray_says_how_to_install_it(tiny: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ImportError, match=r"pip install \.\[ray\]"):
+        run_sweep(*plan_sweep(tiny, ["seed=0"]), tmp_path / "s", backend="ray", progress=False)
+    assert main(["sweep", str(tiny), "--out", str(tmp_path / "s"), "--backend", "ray", "--quiet"]) == 2
+    assert "pip install .[ray]" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_ray_node_that_cannot_see_the_sweep_or_runs_another_version_refuses(tmp_path: Path) -> None:
+    from sim.manifest import ppafl_version
+
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    with pytest.raises(SweepCellError, match="cannot see the sweep directory .* mounts at the same path"):
+        _check_node(cells, "token", ppafl_version(), "Ray node n1", "seed=0")  # the driver's token is not here
+    (cells / ".ray-visible").write_text("another sweep's token")
+    with pytest.raises(SweepCellError, match="cannot see the sweep directory"):
+        _check_node(cells, "token", ppafl_version(), "Ray node n1", "seed=0")
+    (cells / ".ray-visible").write_text("token")
+    _check_node(cells, "token", ppafl_version(), "Ray node n1", "seed=0")
+    with pytest.raises(SweepCellError, match=r"Ray node n1 runs ppafl .*, the sweep's driver ppafl 0\.0\.1; install"):
+        _check_node(cells, "token", "0.0.1", "Ray node n1", "seed=0")
 
 
 def test_a_changed_scenario_is_refused_rather_than_mixed_with_old_cells(tiny: Path, tmp_path: Path) -> None:
