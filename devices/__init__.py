@@ -7,6 +7,7 @@ stop a running job is a pluggable interruption source (`devices.interruptions`).
 """
 
 from devices.availability import Availability, draw_dropout_times, in_daily_window
+from devices.availability_traces import AVAILABILITY_FORMAT, AvailabilityTrace, assign_clients, read_availability_trace
 from devices.battery import DRAW_CAUSES, HARVEST_CAUSE, Battery
 from devices.compute import Compute
 from devices.device import Device
@@ -18,18 +19,31 @@ from devices.interruptions import (
     PermanentDropout,
     Segment,
 )
+from devices.job_dropout import JOB_DROPOUT_EVENT, JobDropout, WorkHazard
 from devices.link import Link
 from devices.profiles import DEVICE_CLASSES, LINK_CLASSES, ProfileError, resolve_profile
 from devices.recharge import PowerProfile, recharge_profile, start_days
+from devices.sessions import (
+    CAME_ONLINE,
+    CLASS_SESSION_MEANS,
+    OFFLINE_TOO_LONG,
+    WENT_OFFLINE,
+    Churn,
+    SessionSource,
+    TraceSessions,
+)
 from devices.specs import (
     CRYPTO_FLOPS_PER_PARAM,
     DAY_S,
     AvailabilitySpec,
+    AvailabilityTraceSpec,
     BatterySpec,
+    ChurnSpec,
     ComputeSpec,
     DeviceProfile,
     LinkSpec,
     MainsCharging,
+    SessionMeans,
     SolarHarvest,
     spec_dict,
 )
@@ -46,20 +60,30 @@ from devices.traces import (
 )
 
 __all__ = [
+    "AVAILABILITY_FORMAT",
     "BANDWIDTH_FORMAT",
+    "CAME_ONLINE",
+    "CLASS_SESSION_MEANS",
     "CRYPTO_FLOPS_PER_PARAM",
     "DAY_S",
     "DEVICE_CLASSES",
     "DRAW_CAUSES",
     "HARVEST_CAUSE",
+    "JOB_DROPOUT_EVENT",
     "LINK_CLASSES",
+    "OFFLINE_TOO_LONG",
     "SOLAR_FORMAT",
+    "WENT_OFFLINE",
     "Availability",
     "AvailabilitySpec",
+    "AvailabilityTrace",
+    "AvailabilityTraceSpec",
     "BandwidthTrace",
     "Battery",
     "BatteryDepletion",
     "BatterySpec",
+    "Churn",
+    "ChurnSpec",
     "Compute",
     "ComputeSpec",
     "CounterStream",
@@ -67,6 +91,7 @@ __all__ = [
     "DeviceProfile",
     "Interruption",
     "InterruptionSource",
+    "JobDropout",
     "Link",
     "LinkOutages",
     "LinkSpec",
@@ -76,12 +101,18 @@ __all__ = [
     "ProfileError",
     "RandomStream",
     "Segment",
+    "SessionMeans",
+    "SessionSource",
     "SolarHarvest",
     "SolarTrace",
     "TraceError",
     "TraceNotFoundError",
+    "TraceSessions",
+    "WorkHazard",
+    "assign_clients",
     "draw_dropout_times",
     "in_daily_window",
+    "read_availability_trace",
     "read_bandwidth_trace",
     "read_solar_trace",
     "recharge_profile",

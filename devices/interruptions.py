@@ -9,9 +9,11 @@ example). So an outage, a dropout or an empty battery is logged when it happens,
 energy is drawn only for the time actually spent.
 
 A source is a small class. Required: `first_interruption(segment)`. Optional:
-`available(t)` (may the device accept a job now?), and `job_started(t)` /
-`segment_ended(segment, stop)` to follow a job's work (e.g. a failure hazard per second
-of work). Built in: `PermanentDropout`, `BatteryDepletion`, `LinkOutages`. Add a kind
+`available(t)` (may the device accept a job now?), and `job_started(t)`,
+`phase_started(phase, work_s)` / `segment_ended(segment, stop)` to follow a job's work
+(e.g. a failure hazard per second of work). Built in here: `PermanentDropout`,
+`BatteryDepletion`, `LinkOutages`; per-job dropouts in `devices.job_dropout`, on/off
+sessions (churn, availability traces) in `devices.sessions`. Add a kind
 by subclassing `InterruptionSource` and attaching it to devices (`Device.add_source`, or
 the fleet's source factories in `sim.fleet`).
 """
@@ -59,6 +61,9 @@ class InterruptionSource(ABC):
 
     def job_started(self, t: float) -> None:
         """A job of this device starts at time t."""
+
+    def phase_started(self, phase: str, work_s: float) -> None:
+        """The running job starts `phase`, which takes `work_s` seconds of work if nothing cuts it."""
 
     @abstractmethod
     def first_interruption(self, segment: Segment) -> Interruption | None:

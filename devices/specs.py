@@ -19,13 +19,16 @@ __all__ = [
     "CRYPTO_FLOPS_PER_PARAM",
     "DAY_S",
     "AvailabilitySpec",
+    "AvailabilityTraceSpec",
     "BatterySpec",
     "BooleanNumberError",
+    "ChurnSpec",
     "ComputeSpec",
     "DeviceProfile",
     "LinkSpec",
     "MainsCharging",
     "Section",
+    "SessionMeans",
     "SolarHarvest",
     "check_hours",
     "error_text",
@@ -328,6 +331,13 @@ class LinkSpec(Section):
         return self
 
 
+class SessionMeans(Section):
+    """A fleet group's own mean session lengths (overriding its device class's)."""
+
+    mean_on_s: float | None = Field(None, ge=1.0, le=1.0e7, description="Mean online session [s]; null = keep.")
+    mean_off_s: float | None = Field(None, ge=1.0, le=1.0e7, description="Mean offline session [s]; null = keep.")
+
+
 class AvailabilitySpec(Section):
     """Whether a device is around: permanent dropout, declined invitations, daily windows."""
 
@@ -339,11 +349,78 @@ class AvailabilitySpec(Section):
     daily_window: tuple[float, float] | None = Field(
         None, description="[start_hour, end_hour) when the device is willing to work [h]; null = always."
     )
+    sessions: SessionMeans = Field(
+        default_factory=SessionMeans,
+        description="Mean online/offline session lengths under churn (null: the churn's or the class's) [s].",
+    )
 
     @field_validator("daily_window")
     @classmethod
     def _window_in_range(cls, window: tuple[float, float] | None) -> tuple[float, float] | None:
         return None if window is None else check_hours(window, "daily_window")
+
+
+class ChurnSpec(Section):
+    """On/off availability sessions (churn): how long a device stays online and offline, and what going
+    offline does to a running job (`devices.sessions`)."""
+
+    enabled: bool = Field(False, description="Devices go online and offline in sessions drawn as below.")
+    distribution: Literal["exponential", "lognormal", "weibull"] = Field(
+        "exponential", description="Distribution of session lengths (online and offline alike)."
+    )
+    shape: float = Field(
+        1.0, ge=0.1, le=10.0,
+        description="lognormal: sigma of log(length); weibull: shape k (1 = exponential, < 1 heavy-tailed); "
+        "exponential: unused [dimensionless].",
+    )
+    mean_on_s: float | None = Field(
+        None, ge=1.0, le=1.0e7,
+        description="Mean online session [s]; null = the device class's (docs/devices.md), or the fleet group's.",
+    )
+    mean_off_s: float | None = Field(
+        None, ge=1.0, le=1.0e7,
+        description="Mean offline session [s]; null = the device class's (docs/devices.md), or the fleet group's.",
+    )
+    diurnal_amplitude: float = Field(
+        0.0, ge=0.0, le=0.9,
+        description="Daily modulation a: a session starting at hour h has mean x (1 +/- a cos(2 pi (h - "
+        "peak_hour) / 24)), online sessions longer and offline ones shorter near peak_hour [dimensionless].",
+    )
+    peak_hour: float = Field(20.0, ge=0.0, lt=24.0, description="Hour of the day when devices are most online [h].")
+    on_offline: Literal["fail", "pause"] = Field(
+        "fail", description="Going offline fails a running job, or pauses it (it resumes if back within grace_s)."
+    )
+    grace_s: float = Field(
+        300.0, ge=0.0, le=1.0e7,
+        description="on_offline: pause: longest offline spell a paused job waits out before it fails [s].",
+    )
+
+
+class AvailabilityTraceSpec(Section):
+    """Online intervals replayed from a file (`devices.availability_traces`), and what going offline does."""
+
+    path: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="Trace file: FedScale's client_behave_trace (pickle or .json) or a .csv/.parquet of "
+        "client, start_s, end_s[, period_s] rows (docs/devices.md); devices map to its clients by a seeded "
+        "draw; null = off.",
+    )
+    on_offline: Literal["fail", "pause"] = Field(
+        "fail", description="Going offline fails a running job, or pauses it (it resumes if back within grace_s)."
+    )
+    grace_s: float = Field(
+        300.0, ge=0.0, le=1.0e7,
+        description="on_offline: pause: longest offline spell a paused job waits out before it fails [s].",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _readable(cls, path: str | None) -> str | None:
+        if path is not None:
+            from devices.availability_traces import read_availability_trace
+
+            read_availability_trace(path)  # a missing or malformed file fails here, with the reason
+        return path
 
 
 class DeviceProfile(Section):

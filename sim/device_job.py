@@ -92,9 +92,15 @@ class DeviceJob:
         sim = self.sim
         sim.recorder.event(sim.env.now, event, self.client, sim.server.version)
 
+    def _started(self, phase: str, work_s: float) -> None:
+        """Log a phase's start and tell the device's sources how much work it holds [s]."""
+        self._note(f"{phase}_start")
+        for source in self.device.sources:
+            source.phase_started(phase, work_s)
+
     def _work(self, phase: str, seconds: float, joules: float, cause: str) -> Generator[Any, Any, None]:
         """Compute for `seconds` drawing `joules` in all (crypto or training)."""
-        self._note(f"{phase}_start")
+        self._started(phase, seconds)
         load = joules / seconds if seconds > 0.0 else 0.0
         left = seconds
         while left > 0.0:
@@ -113,7 +119,7 @@ class DeviceJob:
         bps = link.bandwidth(direction)
         latency, data_s, power = link.spec.latency_s, 8.0 * nbytes / bps, link.power_w(direction, bps)
         cause = "tx" if direction == "up" else "rx"
-        self._note(f"{phase}_start")
+        self._started(phase, latency + data_s)
         lat_left, data_left = latency, data_s
         self._air, self._restarts = 0.0, 0
         try:

@@ -34,7 +34,7 @@ from devices import AvailabilitySpec, BatteryDepletion
 from fl.server import Network, PayloadRef, Server, UpdateArrived
 from fl.strategies import AggregationPlan
 from sim.device_job import TRAIN_FLOPS_PER_FORWARD, DeviceJob, JobStopped
-from sim.fleet import DeviceGroup, Fleet, SourceFactory, build_fleet
+from sim.fleet import DeviceGroup, FailureModels, Fleet, SourceFactory, build_fleet, failure_factories
 from sim.monitor import Monitor
 from sim.progress import RunProgress
 from sim.recorder import Recorder
@@ -272,10 +272,14 @@ def fleet_from_scenario(
         unavailability=fail.unavailability,
         daily_window=fail.daily_window,
     )
-    groups = [DeviceGroup(g.device, g.link, g.profile(), availability) for g in fleet_cfg.groups]
+    groups = [DeviceGroup(g.device, g.link, g.profile(), availability.model_copy(update={"sessions": g.sessions}))
+              for g in fleet_cfg.groups]
+    models = FailureModels(fail.job_dropout, fail.job_hazard_per_s, fail.job_dropout_offline_s,
+                           scenario.encryption.mode != "off", fail.churn, fail.availability_trace)
+    failures = failure_factories(models, fleet_cfg.num_devices, seed)
     return build_fleet(
         groups, [g.share for g in fleet_cfg.groups], fleet_cfg.num_devices, seed, scenario.stop.max_time_s,
-        source_factories,
+        [*failures, *source_factories],
     )
 
 

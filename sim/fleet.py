@@ -20,23 +20,36 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from devices import (
+    CLASS_SESSION_MEANS,
     DRAW_CAUSES,
     HARVEST_CAUSE,
     AvailabilitySpec,
+    AvailabilityTraceSpec,
     Battery,
+    Churn,
+    ChurnSpec,
     CounterStream,
     Device,
     DeviceProfile,
     InterruptionSource,
+    JobDropout,
+    TraceSessions,
+    WorkHazard,
+    assign_clients,
     draw_dropout_times,
     in_daily_window,
+    read_availability_trace,
     start_days,
     stream_seed,
 )
 
-__all__ = ["COUNTERS", "DeviceGroup", "Fleet", "SourceFactory", "build_fleet", "group_sizes"]
+__all__ = [
+    "COUNTERS", "JOB_PHASES", "DeviceGroup", "FailureModels", "Fleet", "SourceFactory", "build_fleet",
+    "failure_factories", "group_sizes", "session_means",
+]
 
 SourceFactory = Callable[[Device], InterruptionSource | None]  # an extra interruption source for a device (or None)
+JOB_PHASES = {False: ("download", "train", "upload"), True: ("download", "decrypt", "train", "encrypt", "upload")}
 
 # Per-device counters the engine keeps (integers; outage_s is seconds).
 COUNTERS = ("jobs", "updates_sent", "jobs_failed", "bytes_sent", "bytes_received", "transfer_restarts",
@@ -211,3 +224,66 @@ def build_fleet(
     group_of = np.repeat(np.arange(len(groups), dtype=np.int32), group_sizes(shares, num_devices))
     np.random.default_rng(order_seq).shuffle(group_of)
     return Fleet(groups, group_of, devices_seq, horizon_s, source_factories)
+
+
+@dataclass(frozen=True)
+class FailureModels:
+    """What can cut a device's jobs short besides permanent departure, batteries and link outages (all off by
+    default): per-job dropout (`devices.job_dropout`), churn and availability traces (`devices.sessions`).
+
+    `encrypted`: the jobs decrypt and encrypt (their phases, over which a per-job dropout's point is drawn).
+    """
+
+    job_dropout: float = 0.0  # probability a job fails [0..1]
+    job_hazard_per_s: float = 0.0  # failure rate per second of work [1/s]
+    offline_s: float = 0.0  # offline after a per-job dropout [s]
+    encrypted: bool = False
+    churn: ChurnSpec = field(default_factory=ChurnSpec)
+    trace: AvailabilityTraceSpec = field(default_factory=AvailabilityTraceSpec)
+
+
+def session_means(spec: ChurnSpec, device_class: str, availability: AvailabilitySpec) -> tuple[float, float]:
+    """Mean (online, offline) session lengths [s] of a device: its group's, else the churn's, else its class's."""
+    own = availability.sessions
+    on = own.mean_on_s if own.mean_on_s is not None else spec.mean_on_s
+    off = own.mean_off_s if own.mean_off_s is not None else spec.mean_off_s
+    default = CLASS_SESSION_MEANS.get(device_class)
+    if default is None:
+        if on is None or off is None:
+            raise ValueError(f"device class {device_class!r} has no default session lengths; set "
+                             "failures.churn.mean_on_s and mean_off_s or its fleet group's sessions")
+        return on, off
+    return (default[0] if on is None else on), (default[1] if off is None else off)
+
+
+def _key(seed: np.random.SeedSequence, tag: int) -> int:
+    """A stream key derived from `seed` for one kind of source (`seed` itself is not advanced)."""
+    child = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, 0x5EED0000 + tag))
+    return int(child.generate_state(1, np.uint64)[0])
+
+
+def failure_factories(models: FailureModels, num_devices: int, seed: np.random.SeedSequence) -> list[SourceFactory]:
+    """Source factories for `models` (none for what is off): each source draws from its own per-device stream
+    seeded from `seed` and the device's id, so what it draws never depends on the other devices or sources."""
+    out: list[SourceFactory] = []
+    if models.job_dropout > 0:
+        key, phases = _key(seed, 1), JOB_PHASES[models.encrypted]
+        out.append(lambda d: JobDropout(models.job_dropout, phases, CounterStream(stream_seed(key, d.id)),
+                                        models.offline_s))
+    if models.job_hazard_per_s > 0:
+        key_h = _key(seed, 2)
+        out.append(lambda d: WorkHazard(models.job_hazard_per_s, CounterStream(stream_seed(key_h, d.id)),
+                                        models.offline_s))
+    churn = models.churn
+    if churn.enabled:
+        key_c = _key(seed, 3)
+        out.append(lambda d: Churn(churn, *session_means(churn, d.device_class, d.availability.spec),
+                                   CounterStream(stream_seed(key_c, d.id))))
+    trace_spec = models.trace
+    if trace_spec.path is not None:
+        trace = read_availability_trace(trace_spec.path)
+        client_of = assign_clients(trace, num_devices, np.random.SeedSequence(seed.entropy,
+                                                                              spawn_key=(*seed.spawn_key, 0x5EED0004)))
+        grace = trace_spec.grace_s if trace_spec.on_offline == "pause" else None
+        out.append(lambda d: TraceSessions(trace.intervals[client_of[d.id]], trace.periods[client_of[d.id]], grace))
+    return out

@@ -18,7 +18,16 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from crypto.params import DEFAULT_PARAMS, SCHEME_PARAM_SETS
-from devices import DEVICE_CLASSES, LINK_CLASSES, DeviceProfile, ProfileError, resolve_profile
+from devices import (
+    DEVICE_CLASSES,
+    LINK_CLASSES,
+    AvailabilityTraceSpec,
+    ChurnSpec,
+    DeviceProfile,
+    ProfileError,
+    SessionMeans,
+    resolve_profile,
+)
 from devices.profiles import suggest
 from devices.specs import BooleanNumberError, Section, check_hours, error_text, field_at, models_in
 from sim import safe_yaml
@@ -114,6 +123,11 @@ class FleetGroup(_Section):
     compute: dict[str, Any] = Field(default_factory=dict, description="Overrides of the device's compute numbers.")
     battery: dict[str, Any] = Field(default_factory=dict, description="Overrides of the device's battery numbers.")
     link_overrides: dict[str, Any] = Field(default_factory=dict, description="Overrides of the link's numbers.")
+    sessions: SessionMeans = Field(
+        default_factory=SessionMeans,
+        description="This group's mean online/offline sessions under failures.churn (null: the churn's, else the "
+        "device class's) [s].",
+    )
 
     @model_validator(mode="after")
     def _resolvable(self) -> FleetGroup:
@@ -154,13 +168,38 @@ class FleetConfig(_Section):
 
 
 class FailuresConfig(_Section):
-    dropout_rate: float = Field(0.0, ge=0, le=1, description="Probability a device leaves for good during the run.")
+    dropout_rate: float = Field(
+        0.0, ge=0, le=1,
+        description="Permanent departure: probability a device leaves for good during the run [0..1] (per-job "
+        "failures: job_dropout).",
+    )
     dropout_window_s: float | None = Field(
         None, gt=0, le=MAX_TIME_S, description="Leaving times are uniform in [0, window) s; null = stop.max_time_s."
+    )
+    job_dropout: float = Field(
+        0.0, ge=0, le=1,
+        description="Per-job dropout: probability an invited device's job fails before its upload completes, at a "
+        "point drawn over its phases (phase uniform, then uniform within its work); the device stays in the "
+        "pool [0..1].",
+    )
+    job_hazard_per_s: float = Field(
+        0.0, ge=0, le=1,
+        description="Per-job dropout as a hazard: failure rate per second of a job's work (transfers, compute; "
+        "P(fail) = 1 - exp(-rate x work s)) [1/s].",
+    )
+    job_dropout_offline_s: float = Field(
+        0.0, ge=0, le=MAX_TIME_S,
+        description="After a per-job dropout the device is offline this long before it can be invited again [s].",
     )
     unavailability: float = Field(0.0, ge=0, lt=1, description="Probability a device declines an invitation.")
     daily_window: tuple[float, float] | None = Field(
         None, description="[start_hour, end_hour) of the day when devices are willing to work; null = always."
+    )
+    churn: ChurnSpec = Field(
+        default_factory=ChurnSpec, description="On/off availability sessions drawn per device (docs/devices.md)."
+    )
+    availability_trace: AvailabilityTraceSpec = Field(
+        default_factory=AvailabilityTraceSpec, description="On/off sessions replayed from a trace file."
     )
 
     @field_validator("daily_window")
@@ -530,6 +569,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             fix(g.get("link_overrides"), "bandwidth_trace")
             battery = g.get("battery")
             fix(battery.get("recharge") if isinstance(battery, dict) else None, "trace_path")
+    failures = raw.get("failures")
+    fix(failures.get("availability_trace") if isinstance(failures, dict) else None, "path")
     return raw
 
 
