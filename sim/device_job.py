@@ -206,6 +206,7 @@ class DeviceJob:
         """Log an interruption; end the job (JobStopped), or wait until it may go on (still interruptible)."""
         sim, c = self.sim, self.client
         sim.log(hit.event, c, phase=phase, reason=hit.reason or None)
+        sim.fleet.interrupted(c, hit.event)
         if hit.resume_at is None:
             self._end_phase(phase, hit.event)
             raise JobStopped(hit, phase)
@@ -215,6 +216,7 @@ class DeviceJob:
                 yield from self._handle(inner, phase)
         if hit.resume_event:
             sim.log(hit.resume_event, c, phase=phase)
+            sim.fleet.interrupted(c, hit.resume_event)
 
     def _count_outage(self, t: float) -> None:
         """A link outage the running transfer waited through ends (or stops waiting) at `t`."""

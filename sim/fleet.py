@@ -20,9 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from devices import (
+    CAME_ONLINE,
     CLASS_SESSION_MEANS,
     DRAW_CAUSES,
     HARVEST_CAUSE,
+    JOB_DROPOUT_EVENT,
+    OFFLINE_TOO_LONG,
+    WENT_OFFLINE,
     AvailabilitySpec,
     AvailabilityTraceSpec,
     Battery,
@@ -44,7 +48,7 @@ from devices import (
 )
 
 __all__ = [
-    "COUNTERS", "JOB_PHASES", "DeviceGroup", "FailureModels", "Fleet", "SourceFactory", "build_fleet",
+    "COUNTERS", "INTERRUPTION_COUNTERS", "JOB_PHASES", "DeviceGroup", "FailureModels", "Fleet", "SourceFactory", "build_fleet",
     "failure_factories", "group_sizes", "session_means",
 ]
 
@@ -54,6 +58,15 @@ JOB_PHASES = {False: ("download", "train", "upload"), True: ("download", "decryp
 # Per-device counters the engine keeps (integers; outage_s is seconds).
 COUNTERS = ("jobs", "updates_sent", "jobs_failed", "bytes_sent", "bytes_received", "transfer_restarts",
             "outages", "invitations_declined")
+# Interruptions counted per device, kept sparse (only devices they struck have an entry): counter -> the event
+# that marks one.
+INTERRUPTION_COUNTERS = {
+    "job_dropouts": JOB_DROPOUT_EVENT,  # per-job dropout (failures.job_dropout, job_hazard_per_s)
+    "went_offline": WENT_OFFLINE,  # churn or a trace took the device offline during a job
+    "offline_resumes": CAME_ONLINE,  # ... and the paused job went on (on_offline: pause)
+    "offline_timeouts": OFFLINE_TOO_LONG,  # ... and the device stayed offline past the grace period: the job failed
+}
+_INTERRUPTION_OF_EVENT = {event: name for name, event in INTERRUPTION_COUNTERS.items()}
 _COUNTER_INDEX = {name: k for k, name in enumerate(COUNTERS)}
 _NUM_COUNTERS = len(COUNTERS)
 
@@ -125,6 +138,7 @@ class Fleet:
         self.busy = bytearray(n)
         self._counts = array("q", bytes(8 * n * len(COUNTERS)))  # one row of counters per device: one cache line
         self.outage_s = array("d", bytes(8 * n))
+        self._struck: dict[str, dict[int, int]] = {name: {} for name in INTERRUPTION_COUNTERS}
 
     def __len__(self) -> int:
         return len(self._group)
@@ -201,10 +215,23 @@ class Fleet:
         self._counts[k] += amount
         return self._counts[k]
 
+    def interrupted(self, i: int, event: str) -> None:
+        """Device i's job met an interruption logged as `event`: count it if it is one of INTERRUPTION_COUNTERS."""
+        name = _INTERRUPTION_OF_EVENT.get(event)
+        if name is not None:
+            counts = self._struck[name]
+            counts[i] = counts.get(i, 0) + 1
+
     def counter(self, name: str) -> np.ndarray:
-        """One per-device counter (COUNTERS, or "outage_s": seconds transfers waited out outages) as an array."""
+        """One per-device counter (COUNTERS, INTERRUPTION_COUNTERS, or "outage_s": seconds transfers waited out
+        outages) as an array."""
         if name == "outage_s":
             return np.frombuffer(self.outage_s, dtype=np.float64)
+        if name in self._struck:
+            out = np.zeros(len(self), dtype=np.int64)
+            struck = self._struck[name]
+            out[list(struck)] = list(struck.values())
+            return out
         table = np.frombuffer(self._counts, dtype=np.int64).reshape(len(self), _NUM_COUNTERS)
         return table[:, _COUNTER_INDEX[name]]
 

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from devices import CAME_ONLINE, JOB_DROPOUT_EVENT, OFFLINE_TOO_LONG, WENT_OFFLINE
 from fl.executors import EXECUTORS
 from fl.result_cache import ResultCache
 from fl.secure import describe_encryption
 from sim.atomic import atomic_write
 from sim.diagnostics import preflight_warnings, run_warnings
 from sim.engine import Simulation
+from sim.fleet import INTERRUPTION_COUNTERS
 from sim.limits import ResourceEstimate, ResourceLimitError, check_resources, machine_memory_bytes
 from sim.manifest import RunDir, open_run
 from sim.progress import RunProgress
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "FAILURE_COUNTS",
     "OUTPUT_FILES",
     "RunResult",
     "atomic_write",
@@ -73,30 +72,17 @@ def time_to_accuracy(metrics: pd.DataFrame, target: float) -> float | None:
     return float(hit["time_s"].iloc[0]) if len(hit) else None
 
 
-# Job failures counted per device (devices.csv), per evaluation (metrics.csv, running totals) and in the summary:
-# column -> the event that marks one.
-FAILURE_COUNTS = {
-    "job_dropouts": JOB_DROPOUT_EVENT,  # per-job dropout (failures.job_dropout, job_hazard_per_s)
-    "went_offline": WENT_OFFLINE,  # churn or a trace took the device offline during a job
-    "offline_resumes": CAME_ONLINE,  # ... and the paused job went on (on_offline: pause)
-    "offline_timeouts": OFFLINE_TOO_LONG,  # ... and it stayed offline past the grace period: the job failed
-}
-
-
-def _failure_counts(events: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The events of each FAILURE_COUNTS kind."""
-    return {col: events[events["event"] == name] for col, name in FAILURE_COUNTS.items()}
-
-
-def _with_failure_totals(metrics: pd.DataFrame, failures: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """metrics with a running total of each failure kind up to each row's time (events at that time included)."""
+def _with_failure_totals(metrics: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """metrics with a running total of each INTERRUPTION_COUNTERS kind up to each row's time (events at that time
+    included): the per-round view of job failures."""
     out = metrics.copy()
-    for col, hits in failures.items():
-        out[col] = np.searchsorted(hits["time_s"].to_numpy(), out["time_s"].to_numpy(), side="right")
+    for col, name in INTERRUPTION_COUNTERS.items():
+        hits = events.loc[events["event"] == name, "time_s"].to_numpy()
+        out[col] = np.searchsorted(hits, out["time_s"].to_numpy(), side="right")
     return out
 
 
-def _device_table(sim: Simulation, failures: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def _device_table(sim: Simulation) -> pd.DataFrame:
     """One row per device, built from the fleet's arrays (a device never touched only idled)."""
     import pandas as pd
 
@@ -119,8 +105,7 @@ def _device_table(sim: Simulation, failures: dict[str, pd.DataFrame]) -> pd.Data
         "jobs": fleet.counter("jobs"),
         "updates_sent": fleet.counter("updates_sent"),
         "jobs_failed": fleet.counter("jobs_failed"),
-        **{col: np.bincount(hits["device"].to_numpy(dtype=np.int64), minlength=len(fleet))
-           for col, hits in failures.items()},
+        **{name: fleet.counter(name) for name in INTERRUPTION_COUNTERS},
         "invitations_declined": fleet.counter("invitations_declined"),
         "battery_depletions": depletions,
         "dropped_out": fleet.dropout_s <= end,
@@ -163,7 +148,7 @@ def _summary(
         "bytes_sent": int(devices["bytes_sent"].sum()),
         "bytes_received": int(devices["bytes_received"].sum()),
         "devices_dropped_out": int(devices["dropped_out"].sum()),
-        "job_failures": {col: int(devices[col].sum()) for col in FAILURE_COUNTS},
+        "job_failures": {name: int(devices[name].sum()) for name in INTERRUPTION_COUNTERS},
         "encryption": describe_encryption(sc.encryption.scheme, sim.workload.encryption_params, sim.workload.aggregator),
         "num_params": sim.workload.num_params,
         "update_nbytes": sim.workload.upload_nbytes,
@@ -188,10 +173,9 @@ def _simulate(
     finally:
         if sim.workload.executor is not None:
             sim.workload.executor.close()
+    devices = _device_table(sim)
     events = sim.recorder.events()
-    failures = _failure_counts(events)
-    metrics = _with_failure_totals(sim.recorder.metrics(), failures)
-    devices = _device_table(sim, failures)
+    metrics = _with_failure_totals(sim.recorder.metrics(), events)
     summary = _summary(scenario, sim, metrics, devices, time.perf_counter() - t0)
     summary["warnings"] = warnings + run_warnings(scenario, summary, events, devices)
     for w in summary["warnings"]:
