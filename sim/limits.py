@@ -94,7 +94,8 @@ def estimate_resources(scenario: Scenario) -> ResourceEstimate:
         parts["data set"] = (NOMINAL_TRAIN_SIZE[ds] + test) * sample_bytes
         # Each job in flight (or held back by an injected delay) pins the version it trained on.
         parts["global model versions"] = (2 * per_round + 2) * 4 * num_params
-        held = 2 * per_round + scenario.strategy.buffer_size + (n if strategy.reuses_agents else 0)
+        buffer = getattr(scenario.strategy, "buffer_size", 0)  # fedbuff only
+        held = 2 * per_round + buffer + (n if strategy.agent_source else 0)
         parts[f"updates held by the server ({held} x {_size(in_memory)})"] = held * in_memory
     return ResourceEstimate(parts, wire, num_params)
 
