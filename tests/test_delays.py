@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,32 @@ def test_per_round_delays_need_a_round_based_strategy(model):
 
     with pytest.raises(ScenarioError, match="has no rounds; use injected_delay.model: independent"):
         scenario_from_dict(_scenario("fedbuff", model))
+
+
+def _delayed_at_round_open(model: str, seed: int) -> list[int]:
+    from sim.scenario import load_scenario
+
+    sc = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "reference_mnist5k.yaml", [
+        "time_only=true", f"injected_delay.model={model}", f"seed={seed}", "evaluation.every_versions=null"])
+    sim = Simulation(sc)
+    sim.run()
+    ev = sim.recorder.events()
+    held: set[int] = set()
+    counts = []
+    for event, device in zip(ev["event"], ev["device"]):
+        if event == "delay_injected":
+            held.add(device)
+        elif event == "update_received":
+            held.discard(device)
+        elif event == "round_open":
+            counts.append(len(held))  # after this round's draw, as the reference code counts its flags
+    return counts[1:]
+
+
+@pytest.mark.parametrize("model, expected", [("batch", 5.15), ("topup", 7.33)])
+def test_the_reference_delay_models_leave_as_many_slots_delayed_as_the_reference_code(model, expected):
+    """scripts/reference_replay.py replays the reference code's bookkeeping: 5.15 delayed slots per round
+    under its scheme's guard, 7.33 under its baselines' top-up (40% of 20 slots, delays 1..4, 50 replays)."""
+    counts = [c for seed in range(4) for c in _delayed_at_round_open(model, seed)]
+    assert len(counts) >= 390
+    assert abs(np.mean(counts) - expected) < 0.35

@@ -34,3 +34,11 @@ def test_main_runs_a_small_paper_setting_end_to_end(tmp_path):
 def test_bad_flag_value_is_a_clear_error(capsys):
     assert main.main(["-cf", "1.5", "--dataset", "mnist5k"]) == 2
     assert "strategy.client_fraction = 1.5" in capsys.readouterr().err
+
+
+def test_every_strategy_and_preset_gives_a_valid_scenario():
+    from sim.scenario import scenario_from_dict
+
+    for name in main.build_parser()._option_string_actions["--strategy"].choices:
+        raw = main.paper_scenario(main.build_parser().parse_args(["--strategy", name, "--dataset", "mnist5k"]))
+        assert scenario_from_dict(raw).strategy.name == name  # delay_threshold goes to ppafl only
