@@ -33,5 +33,5 @@ for pct in 40 80; do
       --strategy fedavg_straggler,ppafl_reference --seeds 5 --out "$OUT/mnist_cnn_$pct"
 done
 
-# 4. A physically simulated fleet: delays from the devices, no injection.
-run scenarios/reference_fleet.yaml --strategy "$FOUR,ppafl" --seeds 5 --out "$OUT/fleet"
+# 4. A physically simulated fleet: delays from the devices, no injection; fedbuff for the time axis.
+run scenarios/reference_fleet.yaml --strategy "$FOUR,ppafl,fedbuff" --seeds 5 --out "$OUT/fleet"

@@ -86,7 +86,11 @@ def _entry(piece: str, entry: Any) -> tuple[str, list[str]]:
 
 def plan_compare(scenario_path: str | Path, strategies: dict[str, list[str]], sets: list[str], seeds: int) -> list[Cell]:
     """The validated runs: every strategy on every seed (a bad value fails before anything runs)."""
-    return plan_variants(scenario_path, sets, strategies, seeds=seeds, field="strategy")
+    cells = plan_variants(scenario_path, sets, strategies, seeds=seeds, field="strategy")
+    if any(c.scenario.time_only for c in cells):
+        raise ScenarioError(f"{scenario_path}: time_only runs train nothing, so they have no accuracy to compare; "
+                            "set time_only: false (or use ppafl sweep for timing and energy)")
+    return cells
 
 
 # --------------------------------------------------------------------- metrics of one run

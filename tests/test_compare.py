@@ -95,6 +95,8 @@ def test_every_run_is_validated_before_any_runs(tiny: Path):
         plan_compare(tiny, parse_strategies(["asyfl,fedbuff"]), [], seeds=2)  # the file's slots are round-based
     with pytest.raises(ScenarioError, match="sweep several with `ppafl sweep`"):
         plan_compare(tiny, parse_strategies(["fedavg_straggler,asyfl"]), ["training.lr=0.1,0.2"], seeds=2)
+    with pytest.raises(ScenarioError, match="time_only runs train nothing"):
+        plan_compare(tiny, parse_strategies(["fedavg_straggler,asyfl"]), ["time_only=true"], seeds=2)
     cells = plan_compare(tiny, parse_strategies(["fedavg_straggler,asyfl"]), ["seed=3"], seeds=2)
     assert [(c.id, c.seed, c.scenario.strategy.name) for c in cells] == [
         ("strategy=fedavg_straggler__seed=3", 3, "fedavg_straggler"), ("strategy=fedavg_straggler__seed=4", 4,
