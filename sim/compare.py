@@ -73,12 +73,11 @@ def _entry(piece: str, entry: Any) -> tuple[str, list[str]]:
         raise ScenarioError(f"--strategy {piece!r}: write a strategy name or {{LABEL: {{name: ..., FIELD: VALUE}}}}")
     if not isinstance(label, str) or not _LABEL.match(label):
         raise ScenarioError(f"--strategy {piece!r}: the label {label!r} must be letters, digits and ._+- only")
-    if isinstance(body, str):
-        body = {"name": body}
-    if not isinstance(body, dict) or not body:
+    settings = {"name": body} if isinstance(body, str) else body
+    if not isinstance(settings, dict) or not settings:
         raise ScenarioError(f"--strategy {piece!r}: {label}'s settings must be a name or a mapping of fields")
     overrides = []
-    for key, value in body.items():
+    for key, value in settings.items():
         path = str(key) if "." in str(key) else f"strategy.{key}"
         overrides.append(f"{path}={json.dumps(value)}")  # JSON is YAML: the value round-trips exactly
     return label, overrides
@@ -238,7 +237,11 @@ def write(comp: Comparison, out: str | Path, cells: list[Cell]) -> list[Path]:
     atomic_write(out / "compare.csv", lambda p: comp.summary.to_csv(p, index=False))
     atomic_write(out / "compare_cells.csv", lambda p: comp.runs.to_csv(p, index=False))
     text = markdown(comp)
-    atomic_write(out / "compare.md", lambda p: p.write_text(text))
+
+    def write_table(p: Path) -> None:
+        p.write_text(text)
+
+    atomic_write(out / "compare.md", write_table)
     frames = [pd.read_csv(out / "cells" / c.id / "metrics.csv").assign(line=c.values["strategy"], seed=c.seed)
               for c in cells]
     figure = plot_compare_bands(pd.concat(frames, ignore_index=True), out / "compare.png", comp.cutoffs, comp.name)

@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.typing import RcKeyType
 
 from sim.plots import time_unit
 
@@ -37,7 +38,7 @@ __all__ = [
     "sweep_axes",
 ]
 
-_STYLE = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9, "figure.dpi": 120}
+_STYLE: dict[RcKeyType, Any] = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9, "figure.dpi": 120}
 _LABELS = {
     "final_accuracy": "final test accuracy (%)",
     "best_accuracy": "best test accuracy (%)",
