@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from sim.scenario import ScenarioError
+from sim.scenario import ROUND_BASED, ScenarioError
 from sim.stats import Estimate, mean_ci, paired_difference
 from sim.sweep import Cell, plan_variants, run_sweep, split_values
 
@@ -125,6 +125,7 @@ class Comparison:
     target: float
     last_k: int
     name: str
+    asynchronous: tuple[str, ...] = ()  # labels whose versions are not rounds (fedasync, fedbuff)
 
 
 def _cutoffs(curves: dict[str, pd.DataFrame], at_rounds: int | None, at_time_s: float | None) -> dict[str, float]:
@@ -179,7 +180,10 @@ def summarise(
                                 **_columns(est), **_columns(diff, "diff_"),
                                 "diff_excludes_zero": diff.excludes_zero if label != baseline else False})
     name = cells[0].scenario.name
-    return Comparison(runs, pd.DataFrame(summary), cutoffs, baseline, target, last_k, name)
+    asynchronous = tuple(dict.fromkeys(
+        c.values["strategy"] for c in cells if c.scenario.strategy.name not in ROUND_BASED
+    ))
+    return Comparison(runs, pd.DataFrame(summary), cutoffs, baseline, target, last_k, name, asynchronous)
 
 
 def _columns(e: Estimate, prefix: str = "") -> dict[str, Any]:
@@ -224,7 +228,10 @@ def markdown(comp: Comparison) -> str:
                                               ("to_target", 1, digits)):
                     d = _estimate(rows[metric], "diff_")
                     cells.append(d.text(scale, places, signed=True) + (" *" if d.excludes_zero else ""))
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            mark = " †" if axis == "rounds" and label in comp.asynchronous else ""
+            lines.append(f"| {label}{mark} | " + " | ".join(cells) + " |")
+        if axis == "rounds" and comp.asynchronous:
+            lines += ["", "† asynchronous: its global versions are not rounds; compare it at equal simulated time."]
     return "\n".join(lines) + "\n"
 
 

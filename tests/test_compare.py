@@ -186,3 +186,18 @@ def test_a_killed_compare_resumes_without_recomputing_finished_runs(tiny: Path, 
     uninterrupted = [*cmd[:cmd.index("--out") + 1], str(fresh), "--jobs", "1", "--quiet"]
     subprocess.run(uninterrupted, cwd=ROOT, env=env, capture_output=True, timeout=180, check=True)
     pd.testing.assert_frame_equal(pd.read_csv(out / "compare.csv"), pd.read_csv(fresh / "compare.csv"))
+
+
+def test_the_rounds_table_marks_asynchronous_strategies(tmp_path: Path):
+    raw = {**TINY, "strategy": {"name": "ppafl", "client_fraction": 0.5}, "injected_delay": {"fraction": 0.0}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    cells = plan_compare(tmp_path / "s.yaml", parse_strategies(["fedavg_straggler,fedbuff"]), [], seeds=2)
+    for c in cells:
+        d = tmp_path / "out" / "cells" / c.id
+        d.mkdir(parents=True)
+        _metrics([0, 1, 2], [0.0, 5.0, 10.0], [0.1, 0.4, 0.5 + 0.01 * c.seed]).to_csv(d / "metrics.csv", index=False)
+    from sim.compare import markdown
+
+    text = markdown(summarise(tmp_path / "out", cells, "fedavg_straggler", last_k=2))
+    assert "| fedbuff † |" in text and "† asynchronous: its global versions are not rounds" in text
+    assert text.count("†") == 2  # the rounds table only
