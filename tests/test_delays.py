@@ -86,6 +86,16 @@ def test_paired_seeds_give_every_strategy_the_same_fleet_split_and_delays():
         assert _delays(sim) == _delays(ref), name
 
 
+def test_retrained_agents_start_from_the_delayed_jobs_model_and_repeat_exactly():
+    sim, again = _run(_scenario("ppafl_reference")), _run(_scenario("ppafl_reference"))
+    ev = sim.recorder.events()
+    started = {(d, v) for d, v in zip(*(ev.loc[ev["event"] == "delay_injected", k] for k in ("device", "version")))}
+    agents = ev[ev["event"] == "agent_retrained"]
+    assert len(agents) > 0
+    assert all((d, b) in started for d, b in zip(agents["device"], agents["base_version"]))  # the delay-start model
+    assert np.array_equal(sim.models.current, again.models.current)  # agents' training seeds are deterministic
+
+
 def test_independent_delays_agree_on_common_jobs_across_round_based_and_async_strategies():
     a, b = _run(_scenario("ppafl", "independent")), _run(_scenario("fedbuff", "independent"))
     by_job = {(dev, job): rounds for dev, job, _v, rounds in _delays(a)}
