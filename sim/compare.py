@@ -9,6 +9,7 @@ directory each under DIR/cells/. From their evaluations, on two axes -- equal ro
 simulated time (up to the longest that every run reached, or `at_time_s`) -- it reports
 - final accuracy: the last evaluation at or before the cut-off;
 - the mean accuracy of the last k evaluations up to the cut-off (steadier on non-IID data);
+- the mean accuracy of all evaluations up to the cut-off (how fast it learns, as one number);
 - rounds or simulated seconds to the target accuracy, over the seeds that reached it;
 each as the mean over seeds with a t-based 95% interval (`sim.stats`), and the paired
 difference to the baseline strategy with its interval. Outputs in DIR: compare.csv (one
@@ -36,7 +37,7 @@ __all__ = ["AXES", "METRICS", "Comparison", "compare", "parse_strategies", "plan
 
 AXES = {"rounds": "version", "time": "time_s"}
 """Each axis and the metrics.csv column it counts in."""
-METRICS = ("final_accuracy", "last_k_accuracy", "to_target")
+METRICS = ("final_accuracy", "last_k_accuracy", "mean_accuracy", "to_target")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -101,7 +102,8 @@ def _evaluations(metrics: pd.DataFrame, column: str, cutoff: float) -> pd.DataFr
 
 
 def run_metrics(metrics: pd.DataFrame, cutoffs: dict[str, float], target: float, last_k: int) -> dict[str, float]:
-    """`<axis>_<metric>` of one run: final and last-k accuracy at each axis' cut-off, and when it reached `target`."""
+    """`<axis>_<metric>` of one run: final, last-k and mean accuracy up to each axis' cut-off, and when it
+    reached `target`."""
     out: dict[str, float] = {}
     for axis, column in AXES.items():
         m = _evaluations(metrics, column, cutoffs[axis])
@@ -109,6 +111,7 @@ def run_metrics(metrics: pd.DataFrame, cutoffs: dict[str, float], target: float,
         hit = m[acc >= target]
         out[f"{axis}_final_accuracy"] = float(acc.iloc[-1]) if len(m) else math.nan
         out[f"{axis}_last_k_accuracy"] = float(acc.iloc[-last_k:].mean()) if len(m) else math.nan
+        out[f"{axis}_mean_accuracy"] = float(acc.mean()) if len(m) else math.nan
         out[f"{axis}_to_target"] = float(hit[column].iloc[0]) if len(hit) else math.nan
     return out
 
@@ -213,19 +216,19 @@ def markdown(comp: Comparison) -> str:
         unit = "rounds" if axis == "rounds" else "simulated s"
         digits = 0 if axis == "rounds" or cut >= 100 else 1 if cut >= 10 else 3  # of rounds or seconds to target
         lines += ["", f"## At equal {'rounds' if axis == 'rounds' else 'simulated time'} ({where})", "",
-                  (f"| strategy | final accuracy (%) | mean of last {k} evaluations (%) | {unit} to {target} "
-                  f"| Δ final | Δ last {k} | Δ {unit} to {target} |"),
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  (f"| strategy | final accuracy (%) | mean of last {k} evaluations (%) | mean of all evaluations (%) "
+                   f"| {unit} to {target} | Δ final | Δ last {k} | Δ mean of all | Δ {unit} to {target} |"),
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         part = comp.summary[comp.summary["axis"] == axis]
         for label in dict.fromkeys(part["strategy"]):
             rows = {r["metric"]: r for _, r in part[part["strategy"] == label].iterrows()}
-            cells = [_estimate(rows["final_accuracy"]).text(100), _estimate(rows["last_k_accuracy"]).text(100),
-                     _estimate(rows["to_target"]).text(1, digits)]
+            formats = [("final_accuracy", 100, 1), ("last_k_accuracy", 100, 1), ("mean_accuracy", 100, 1),
+                       ("to_target", 1, digits)]
+            cells = [_estimate(rows[metric]).text(scale, places) for metric, scale, places in formats]
             if label == comp.baseline:
-                cells += ["baseline"] * 3
+                cells += ["baseline"] * len(formats)
             else:
-                for metric, scale, places in (("final_accuracy", 100, 1), ("last_k_accuracy", 100, 1),
-                                              ("to_target", 1, digits)):
+                for metric, scale, places in formats:
                     d = _estimate(rows[metric], "diff_")
                     cells.append(d.text(scale, places, signed=True) + (" *" if d.excludes_zero else ""))
             mark = " †" if axis == "rounds" and label in comp.asynchronous else ""

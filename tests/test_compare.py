@@ -112,6 +112,7 @@ def test_run_metrics_cut_each_axis_and_average_the_last_k():
     m = _metrics([0, 1, 2, 2, 3, 4], [0, 10, 20, 25, 30, 40], [0.1, 0.5, 0.6, 0.6, 0.8, 0.9])
     got = run_metrics(m, {"rounds": 3, "time": 25}, target=0.55, last_k=2)
     assert got["rounds_final_accuracy"] == 0.8 and got["rounds_last_k_accuracy"] == pytest.approx(0.7)
+    assert got["rounds_mean_accuracy"] == pytest.approx((0.1 + 0.5 + 0.6 + 0.8) / 4)  # version 2 counted once
     assert got["rounds_to_target"] == 2 and got["time_to_target"] == 20
     assert got["time_final_accuracy"] == 0.6 and got["time_last_k_accuracy"] == pytest.approx(0.6)
     assert math.isnan(run_metrics(m, {"rounds": 1, "time": 10}, 0.95, 2)["rounds_to_target"])
@@ -151,7 +152,7 @@ def test_compare_runs_and_writes_its_tables(tiny: Path, tmp_path: Path, capsys):
     for name in ("compare.csv", "compare_cells.csv", "compare.md", "compare.png", "sweep.csv"):
         assert (out / name).is_file(), name
     summary = pd.read_csv(out / "compare.csv")
-    assert set(summary["axis"]) == {"rounds", "time"} and len(summary) == 2 * 2 * 3
+    assert set(summary["axis"]) == {"rounds", "time"} and len(summary) == 2 * 2 * 4
     assert main(["compare", str(tiny), "--strategy", "fedavg_straggler,ppafl_reference", "--seeds", "2",
                  "--out", str(out), "--baseline", "fedbuff", "--quiet"]) == 2
     assert "--baseline fedbuff: not one of the compared strategies" in capsys.readouterr().err
