@@ -207,7 +207,8 @@ def markdown(comp: Comparison) -> str:
         f"# {comp.name}: {comp.runs['strategy'].nunique()} strategies x {seeds} paired seeds",
         "",
         (f"Mean ± half-width of the t-based 95% interval over seeds; Δ: the paired difference to "
-        f"`{comp.baseline}` (percentage points), `*` where its interval excludes 0; `(k/n)`: k of n seeds "
+        f"`{comp.baseline}` (percentage points; rounds or seconds to the target), `*` where its interval excludes 0; "
+        f"`(k/n)`: k of n seeds "
         f"have a value (reached the target)."),
     ]
     for axis in AXES:
