@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.cli import EXECUTOR_NAMES, console, guarded, out_dir, run_and_report, seed
+from sim.scenario import PRESETS
 
 _MODEL_DATASET = {"mnist_2nn": "mnist", "mnist_cnn": "mnist", "cifar_cnn": "cifar10", "cifar_cnn3": "cifar10"}
 _CHECKOUT = Path(__file__).resolve().parent
@@ -52,10 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-sp", "--save_path", default="./checkpoints", help="accepted for compatibility")
     p.add_argument("-iid", "--IID", type=int, default=0, choices=(0, 1), help="1 = IID, 0 = non-IID shards")
     p.add_argument("--mu", type=float, default=0.01, help="FedProx proximal term (the paper's local term)")
-    p.add_argument("--strategy", default="ppafl", choices=("ppafl", "fedavg", "fedasync", "fedbuff"))
+    p.add_argument(
+        "--strategy", default="ppafl", choices=("ppafl", "fedavg", "fedasync", "fedbuff", *PRESETS),
+        help="aggregation strategy, or a preset of the reference code's (see docs/reproduction.md)",
+    )
     p.add_argument("--delayed", type=float, default=0.4, help="share of clients delayed by 1..--max-delay rounds")
     p.add_argument("--max-delay", type=int, default=8, help="largest injected delay in rounds")
-    p.add_argument("--delay-threshold", type=int, default=6, help="ppafl: staler updates get weight 0")
+    p.add_argument("--delay-threshold", type=int, default=6, help="ppafl: staler updates get weight 0 (presets fix theirs)")
     p.add_argument(
         "--encryption", default="modeled", choices=("off", "modeled", "real"),
         help="the paper's SHE at its parameters: modeled (its bytes and device time) or real; off = plaintext",
@@ -120,8 +124,8 @@ def paper_scenario(args: argparse.Namespace) -> dict[str, Any]:
         "strategy": {
             "name": args.strategy,
             "client_fraction": args.cfraction,
-            "delay_threshold": args.delay_threshold,
             "round_deadline_s": 3600.0,
+            **({"delay_threshold": args.delay_threshold} if args.strategy == "ppafl" else {}),  # ppafl's own field
         },
         "injected_delay": {"fraction": args.delayed, "max_rounds": args.max_delay},
         # The paper's scheme and parameters (SHE, k0 2048, k2 160), so runs reproduce its costs. It does not

@@ -118,8 +118,12 @@ def error_text(err: Any, field: Any) -> str:
 
 
 def _tag(model: type[BaseModel]) -> Any:
-    kind = model.model_fields.get("kind")
-    return kind.default if kind is not None else None
+    """A union member's tag: its `union_tag`, else the default of its `kind` or `name` field."""
+    explicit = getattr(model, "union_tag", None)
+    if explicit is not None:
+        return explicit
+    key = next((k for k in ("kind", "name") if k in model.model_fields), None)
+    return model.model_fields[key].default if key else None
 
 
 class Section(BaseModel):

@@ -19,10 +19,11 @@ import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from fl.delays import DelayModel, InjectedDelays
 from fl.secure import integer_weights
 from fl.strategies import AggregationPlan, Arrival, Strategy
 
@@ -70,6 +71,11 @@ class Network(Protocol):
 
     def version_created(self, version: int) -> None: ...
 
+    def train_agent(self, client: int, base_version: int) -> UpdateArrived:
+        """`client` retrained from global `base_version` now, at no simulated cost: an update agent
+        as the reference code makes them (a simulation shortcut; the physical agent is the client's
+        last delivered update)."""
+
 
 @dataclass(frozen=True)
 class UpdateArrived:
@@ -96,6 +102,9 @@ class Server:
         rng: np.random.Generator,
         injected_fraction: float = 0.0,
         injected_max_rounds: int = 1,
+        injected_min_rounds: int = 1,
+        injected_model: DelayModel = "independent",
+        participation: Literal["fresh", "slots"] = "fresh",
     ) -> None:
         self.strategy, self.aggregator = strategy, aggregator
         self.num_clients = num_clients
@@ -103,17 +112,23 @@ class Server:
         self.round_deadline_s = round_deadline_s
         self.weight_bits = weight_bits
         self.rng = rng
-        self.injected_fraction, self.injected_max_rounds = injected_fraction, injected_max_rounds
+        self.participation = participation
+        self.delays = InjectedDelays(
+            injected_fraction, injected_model, injected_min_rounds, injected_max_rounds, clients_per_round,
+            entropy=int(rng.spawn(1)[0].integers(2**63)),  # own streams: the same delays whatever is picked
+        )
         self.version = 0
         self.stats: Counter[str] = Counter()
         self._in_flight: dict[int, int] = {}  # client -> base version of its running job
-        self._release_at: dict[int, int] = {}  # client -> version at which its update may arrive
+        self._jobs: Counter[int] = Counter()  # client -> jobs it accepted (keys its delay draws)
+        self._release_at: dict[int, int] = {}  # client -> version at which its held-back update may arrive
         self._held: list[UpdateArrived] = []
         self._pending: dict[int, tuple[int, PayloadRef | None]] = {}  # arrival uid -> (base version, handle)
         # client -> its last update (ppafl): a handle until fetched, then the payload itself
         self._agents: dict[int, tuple[Arrival, Any]] = {}
         self._next_uid = 0
-        self._round = 0
+        self._round = 0  # advances at every open and close (tells a round's deadline whether it still counts)
+        self._rounds_opened = 0
         self._round_members: set[int] = set()
         self._retry_scheduled = False
 
@@ -150,20 +165,24 @@ class Server:
 
     def _deliver(self, update: UpdateArrived, net: Network) -> None:
         self._in_flight.pop(update.client, None)
-        self._release_at.pop(update.client, None)
+        delayed = self._release_at.pop(update.client, None) is not None
         self.stats["updates_received"] += 1
-        uid = self._next_uid
-        self._next_uid += 1
-        arrival = Arrival(update.client, update.base_version, update.num_samples, uid)
-        self._pending[uid] = (update.base_version, update.payload)
+        arrival = self._hold(update, delayed)
         staleness = self.version - update.base_version
         net.log("update_received", update.client, version=self.version, staleness=staleness)
-        if self.strategy.reuses_agents and staleness <= self.strategy.delay_threshold:
+        if self.strategy.reuses_agents and not self.strategy.agent_expired(self.version, update.base_version):
             self._agents[update.client] = (arrival, update.payload)
         plan = self.strategy.on_arrival(arrival, self.version)
         if plan is not None:
             self._execute(plan, net)
         self._after_client_done(update.client, net)
+
+    def _hold(self, update: UpdateArrived, delayed: bool = True) -> Arrival:
+        """Keep an update's handle until a plan fetches or discards it; what the strategy learns of it."""
+        uid = self._next_uid
+        self._next_uid += 1
+        self._pending[uid] = (update.base_version, update.payload)
+        return Arrival(update.client, update.base_version, update.num_samples, uid, delayed)
 
     def _after_client_done(self, client: int, net: Network) -> None:
         if self.strategy.round_based:
@@ -202,13 +221,18 @@ class Server:
                 self.stats["invitations_declined"] += 1
                 continue
             self._in_flight[c] = self.version
-            if self.injected_fraction > 0 and self.rng.random() < self.injected_fraction:
-                # Delays count rounds; an async strategy makes several versions per round.
-                delay = int(self.rng.integers(1, self.injected_max_rounds + 1))
-                self._release_at[c] = self.version + delay * self.strategy.versions_per_round(self.clients_per_round)
-                net.log("delay_injected", c, version=self.version, rounds=delay)
+            self._jobs[c] += 1
+            delay = self.delays.for_job(c, self._jobs[c])
+            if delay is not None:
+                self._delay(c, delay, net)
             accepted.append(c)
         return accepted
+
+    def _delay(self, client: int, rounds: int, net: Network) -> None:
+        """Hold `client`'s running job back: its update may arrive only `rounds` rounds after it started."""
+        # Delays count rounds; an async strategy makes several versions per round.
+        self._release_at[client] = self.version + rounds * self.strategy.versions_per_round(self.clients_per_round)
+        net.log("delay_injected", client, version=self.version, rounds=rounds, job=self._jobs[client])
 
     def _fill(self, net: Network) -> None:
         """Async strategies: keep `clients_per_round` jobs in flight."""
@@ -232,8 +256,14 @@ class Server:
 
     def _open_round(self, net: Network) -> None:
         self._round += 1
+        self._rounds_opened += 1
         round_id = self._round
-        self._round_members = set(self._invite(self._pick(self.clients_per_round, net), net))
+        # fresh: C*N new invitations beside the jobs still running; slots: running jobs keep their slots.
+        free = self.clients_per_round - (len(self._in_flight) if self.participation == "slots" else 0)
+        invited = self._invite(self._pick(free, net), net) if free > 0 else []
+        for c, rounds in self.delays.for_round(self._rounds_opened, invited, list(self._release_at)).items():
+            self._delay(c, rounds, net)
+        self._round_members = set(invited)
         net.log("round_open", -1, version=self.version, invited=len(self._round_members))
         net.call_at(net.now + self.round_deadline_s, lambda later: self._close_round(round_id, later))
 
@@ -241,11 +271,22 @@ class Server:
         if round_id != self._round:
             return  # that round already closed
         self._round += 1  # invalidates this round's deadline
-        agents = {c: self._agents[c][0] for c in self._in_flight if c in self._agents}
+        if self.strategy.agent_source == "retrain":
+            agents = self._retrained_agents(net)
+        else:
+            agents = {c: self._agents[c][0] for c in self._in_flight if c in self._agents}
         plan = self.strategy.close_round(self.version, agents)
         if plan is not None:
             self._execute(plan, net)
+        if self.strategy.agent_source == "retrain":
+            for a in agents.values():
+                self._pending.pop(a.uid, None)  # an agent the plan did not take (no aggregation this round)
         self._open_round(net)
+
+    def _retrained_agents(self, net: Network) -> dict[int, Arrival]:
+        """Agents of the clients in flight, retrained from the model their job started on (a shortcut)."""
+        wanted = [(c, b) for c, b in self._in_flight.items() if self.strategy.wants_agent(self.version, b)]
+        return {c: self._hold(net.train_agent(c, b)) for c, b in sorted(wanted)}
 
     # ----------------------------------------------------------------- aggregation
     def _take_payloads(self, plan: AggregationPlan, net: Network) -> list[tuple[Any, str | None]]:
@@ -318,7 +359,5 @@ class Server:
         return min(in_use, default=self.version)
 
     def _drop_expired_agents(self) -> None:
-        if self.strategy.reuses_agents:
-            threshold = self.strategy.delay_threshold
-            for c in [c for c, (a, _) in self._agents.items() if self.version - a.base_version > threshold]:
-                del self._agents[c]
+        for c in [c for c, (a, _) in self._agents.items() if self.strategy.agent_expired(self.version, a.base_version)]:
+            del self._agents[c]

@@ -6,8 +6,11 @@ and how the key holders fold the decrypted average into the global model) or `No
 It never touches parameters or ciphertexts.
 
 Versions count global models; staleness s = current version - the version a client
-trained on. For the round-based strategies a round yields one version, so s is also
-the delay in rounds.
+trained on (the version lag). For the round-based strategies a round yields one version,
+so s is also the delay in rounds. The delay-compensated family (`PPAFL`) can count
+staleness like the paper's reference code instead: lag + 1 for any update that is late
+or was held back, counted from the version its job started on (a held-back update that
+arrives in its own round has s = 1).
 """
 
 from __future__ import annotations
@@ -15,22 +18,28 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "PPAFL",
+    "AgentSource",
     "AggregationPlan",
     "Arrival",
     "Contribution",
     "FedAsync",
     "FedAvg",
     "FedBuff",
+    "LateWeight",
+    "StalenessClock",
     "Strategy",
     "make_strategy",
     "staleness_weight",
 ]
 
 Rule = Literal["replace", "mix", "delta"]
+LateWeight = Literal["halving", "full", "zero"]
+StalenessClock = Literal["version_lag", "lag_plus_one"]
+AgentSource = Literal["last_update", "retrain"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class Arrival:
     base_version: int
     num_samples: int
     uid: int = 0  # identifies the stored payload
+    delayed: bool = False  # the server held this job back (an injected delay), possibly by 0 versions
 
 
 @dataclass(frozen=True)
@@ -92,8 +102,13 @@ class Strategy(ABC):
 
     name: str = ""
     round_based: bool = False
-    reuses_agents: bool = False  # keep each client's last update as its agent (ppafl)
+    agent_source: AgentSource | None = None  # where update agents come from; None = no agents
     delay_threshold: int = 0
+
+    @property
+    def reuses_agents(self) -> bool:
+        """Whether the server keeps each client's last delivered update as its agent."""
+        return self.agent_source == "last_update"
 
     def __init__(self, weight_by_samples: bool = True) -> None:
         self.weight_by_samples = weight_by_samples
@@ -108,6 +123,14 @@ class Strategy(ABC):
     def close_round(self, version: int, delayed_agents: dict[int, Arrival]) -> AggregationPlan | None:
         """Round-based strategies: aggregate at the end of a round (all in, or deadline)."""
         raise NotImplementedError(f"{self.name} is not round-based")
+
+    def wants_agent(self, version: int, base_version: int) -> bool:
+        """Whether a client in flight on `base_version` takes part as an agent in the round closing at `version`."""
+        return False
+
+    def agent_expired(self, version: int, base_version: int) -> bool:
+        """A stored agent trained on `base_version` is past use at `version` (and always will be)."""
+        return True
 
     def max_contributions(self, num_clients: int, per_round: int) -> int:
         """Upper bound on the updates in one aggregate (sizes the encoder's headroom)."""
@@ -145,51 +168,92 @@ class FedAvg(Strategy):
 
 
 class PPAFL(Strategy):
-    """The paper's delay-compensated scheme.
+    """The paper's delay-compensated scheme, and the reference code's baselines as settings of it.
 
-    At the close of round `version` (trained on global `version`):
-    - an update trained on this round's model counts fully;
-    - an update arriving s rounds late counts 2^-s, and 0 past `delay_threshold`;
-    - each delayed client (still in flight) whose update has not arrived this round is
-      represented by its last received update, its *update agent*, weighted 2^-s with s
-      that update's staleness, again 0 past the threshold.
+    At the close of round `version` (trained on global `version`), with s the staleness
+    (`staleness_clock`: the version lag, or lag + 1 for late or held-back updates):
+    - an update with s = 0 counts fully (weight 1);
+    - a late update counts `late_weight` (2^-s "halving", 1 "full", 0 "zero": discarded),
+      and 0 past `delay_threshold`;
+    - if `agents`, each client still in flight whose update has not arrived is represented
+      by an *update agent* weighted like a late update of its staleness: its last delivered
+      update (`agent_source` "last_update", the physical default) or a fresh training of
+      that client from the model its delayed job started on ("retrain", the reference
+      code's simulation shortcut); only while `version < agents_until_version`.
     Weights are multiplied by sample counts (if `weight_by_samples`) and normalised.
     """
 
     name = "ppafl"
     round_based = True
-    reuses_agents = True
 
-    def __init__(self, delay_threshold: int = 6, weight_by_samples: bool = True) -> None:
+    def __init__(
+        self,
+        delay_threshold: int = 6,
+        weight_by_samples: bool = True,
+        late_weight: LateWeight = "halving",
+        agents: bool = True,
+        agent_source: AgentSource = "last_update",
+        agents_until_version: int | None = None,
+        staleness_clock: StalenessClock = "version_lag",
+    ) -> None:
         super().__init__(weight_by_samples)
+        if late_weight not in ("halving", "full", "zero"):
+            raise ValueError(f"unknown late weight {late_weight!r}; known: halving, full, zero")
+        if staleness_clock not in ("version_lag", "lag_plus_one"):
+            raise ValueError(f"unknown staleness clock {staleness_clock!r}; known: version_lag, lag_plus_one")
         self.delay_threshold = delay_threshold
+        self.late_weight, self.staleness_clock = late_weight, staleness_clock
+        self.agent_source = agent_source if agents else None
+        self.agents_until_version = agents_until_version
         self._arrived: dict[int, Arrival] = {}
         self._too_late: list[Arrival] = []
 
+    def staleness(self, version: int, base_version: int, delayed: bool) -> int:
+        """s of an update trained on `base_version` at `version`; `delayed`: its job was held back."""
+        lag = version - base_version
+        if self.staleness_clock == "lag_plus_one" and (lag > 0 or delayed):
+            return lag + 1
+        return lag
+
+    def _factor(self, s: int) -> float:
+        """The weight of an update of staleness s before sample counts (0: it does not take part)."""
+        if s == 0:
+            return 1.0
+        if s > self.delay_threshold or self.late_weight == "zero":
+            return 0.0
+        return 2.0**-s if self.late_weight == "halving" else 1.0
+
+    def wants_agent(self, version: int, base_version: int) -> bool:
+        if self.agent_source is None:
+            return False
+        if self.agents_until_version is not None and version >= self.agents_until_version:
+            return False
+        return self._factor(self.staleness(version, base_version, delayed=True)) > 0
+
+    def agent_expired(self, version: int, base_version: int) -> bool:
+        return self.staleness(version, base_version, delayed=True) > self.delay_threshold
+
     def on_arrival(self, arrival: Arrival, version: int) -> None:
-        if version - arrival.base_version > self.delay_threshold:
+        if self._factor(self.staleness(version, arrival.base_version, arrival.delayed)) == 0:
             self._too_late.append(arrival)
         else:
             self._arrived[arrival.client] = arrival  # a client's newest arrival this round wins
 
-    def _weight(self, arrival: Arrival, s: int) -> float:
-        return self._size(arrival.num_samples) * 2.0**-s
-
     def close_round(self, version: int, delayed_agents: dict[int, Arrival]) -> AggregationPlan | None:
         contribs: list[Contribution] = []
         for a in self._arrived.values():
-            s = version - a.base_version
-            contribs.append(Contribution(a.client, a.base_version, self._weight(a, s), "fresh" if s == 0 else "late", a.uid))
+            s = self.staleness(version, a.base_version, a.delayed)
+            w = self._size(a.num_samples) * self._factor(s)
+            contribs.append(Contribution(a.client, a.base_version, w, "fresh" if s == 0 else "late", a.uid))
         for client, agent in delayed_agents.items():
-            s = version - agent.base_version
-            if client in self._arrived or s > self.delay_threshold:
+            if client in self._arrived or not self.wants_agent(version, agent.base_version):
                 continue
-            contribs.append(Contribution(client, agent.base_version, self._weight(agent, s), "agent", agent.uid))
+            s = self.staleness(version, agent.base_version, delayed=True)
+            w = self._size(agent.num_samples) * self._factor(s)
+            contribs.append(Contribution(client, agent.base_version, w, "agent", agent.uid))
         discarded = tuple(self._too_late)
         self._arrived, self._too_late = {}, []
-        if not contribs:
-            return AggregationPlan((), discarded=discarded) if discarded else None
-        if all(c.kind == "agent" for c in contribs):
+        if not contribs or all(c.kind == "agent" for c in contribs):
             # Nothing new arrived: re-averaging old agents alone would only move the model backwards.
             return AggregationPlan((), discarded=discarded) if discarded else None
         return AggregationPlan(tuple(contribs), discarded=discarded)
@@ -253,12 +317,17 @@ class FedBuff(Strategy):
         return max(1, round(per_round / self.buffer_size))
 
 
-def make_strategy(cfg) -> Strategy:
-    """Build the strategy named in a scenario's `strategy` section."""
+def make_strategy(cfg: Any) -> Strategy:
+    """Build the strategy named in a scenario's `strategy` section (a preset resolves to its PPAFL settings)."""
+    if hasattr(cfg, "resolved"):
+        cfg = cfg.resolved()
     if cfg.name == "fedavg":
         return FedAvg(cfg.weight_by_samples)
     if cfg.name == "ppafl":
-        return PPAFL(cfg.delay_threshold, cfg.weight_by_samples)
+        return PPAFL(
+            cfg.delay_threshold, cfg.weight_by_samples, cfg.late_weight, cfg.agents, cfg.agent_source,
+            cfg.agents_until_version, cfg.staleness_clock,
+        )
     if cfg.name == "fedasync":
         return FedAsync(cfg.alpha, cfg.staleness_fn, cfg.staleness_a, cfg.staleness_b)
     if cfg.name == "fedbuff":

@@ -1,4 +1,4 @@
-"""The `ppafl` command line: run a scenario, sweep a grid of scenarios, overlay runs, attack SHE."""
+"""The `ppafl` command line: run a scenario, sweep a grid, compare strategies, overlay runs, attack SHE."""
 
 from __future__ import annotations
 
@@ -191,6 +191,33 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from sim.compare import compare, markdown, parse_strategies
+    from sim.sweep import SweepCellError
+
+    strategies = parse_strategies(list(args.strategy or []))
+    print(f"compare: {len(strategies)} strategies x {args.seeds} paired seeds into {args.out}/cells/", file=sys.stderr)
+    try:
+        with _sigterm_as_interrupt():
+            comp, files, result = compare(
+                args.scenario, strategies, args.out, seeds=args.seeds, sets=list(args.set or []),
+                baseline=args.baseline, jobs=args.jobs, executor=args.executor, progress=not args.quiet,
+                backend=args.backend, address=args.address,
+                last_k=args.last_k, target=args.target, at_rounds=args.at_rounds, at_time_s=args.at_time,
+            )
+    except (SweepCellError, ImportError) as exc:  # a failed run; Ray asked for but not installed
+        print(f"ppafl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"ppafl: compare stopped; finished runs are kept. Resume with the same command:\n  "
+              f"{shlex.join(['ppafl', *args.argv])}", file=sys.stderr)
+        return _exit_code(exc)
+    print(f"ran {len(result.ran)} runs, {len(result.skipped)} were finished before")
+    print(markdown(comp))
+    print(f"outputs in {args.out}/: " + " ".join(p.name for p in files))
+    return 0
+
+
 def _print_attack(demo, source: str) -> None:
     """What the SHE key-recovery attack saw, recovered and how long each step took."""
     import numpy as np
@@ -287,6 +314,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
+    return value
+
+
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """--jobs, --backend and --address: where a command's cells run (`sim.backends`; args for `run_sweep`)."""
     parser.add_argument(
@@ -342,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY.PATH=V1,V2,...",
         help="sweep a field over comma-separated values, or override it with a single value",
     )
-    sweep.add_argument("--seeds", type=int, default=1, help="seeds per grid point: scenario seed + 0..N-1 (default 1)")
+    sweep.add_argument("--seeds", type=_int_in(1, 1000), default=1, help="seeds per grid point: scenario seed + 0..N-1 (default 1)")
     add_backend_arguments(sweep)
     sweep.add_argument(
         "--executor",
@@ -368,6 +403,29 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--value-bound", type=_positive_float, default=8.0,
                         help="with --payload: the encoder's value bound (encryption.value_bound)")
     attack.set_defaults(func=_attack)
+
+    comp = sub.add_parser(
+        "compare", help="strategies x paired seeds: accuracy at equal rounds and equal time, with 95%% intervals"
+    )
+    comp.add_argument("scenario", help="scenario YAML file (see scenarios/)")
+    comp.add_argument("--out", required=True, type=out_dir, help="comparison directory (rerun it to resume: finished runs are kept)")
+    comp.add_argument(
+        "--strategy", action="append", required=True, metavar="NAME|{LABEL: {name: ..., FIELD: VALUE}}",
+        help="compared strategies, comma-separated or repeated: names or presets, or labelled settings",
+    )
+    comp.add_argument("--baseline", help="the strategy the paired differences are taken to (default: the first)")
+    comp.add_argument("--seeds", type=_int_in(1, 1000), default=5, help="paired seeds: scenario seed + 0..N-1 (default 5)")
+    comp.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a scenario field (one value)")
+    comp.add_argument("--last-k", type=_int_in(1, 100_000), default=5, help="average the last K evaluations (default 5)")
+    comp.add_argument("--target", type=_fraction, help="target accuracy (default: evaluation.target_accuracy)")
+    comp.add_argument("--at-rounds", type=_int_in(1, 10_000_000), help="equal-rounds cut-off (default: what every run reached)")
+    comp.add_argument("--at-time", type=_positive_float, metavar="S",
+                      help="equal-time cut-off in simulated s (default: what every run reached)")
+    add_backend_arguments(comp)
+    comp.add_argument("--executor", default="sequential",
+                      help="how client training runs in each run: sequential, batched, ray, or process (with --jobs 1)")
+    comp.add_argument("--quiet", action="store_true", help="no progress bar")
+    comp.set_defaults(func=_compare)
     return parser
 
 

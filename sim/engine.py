@@ -160,6 +160,21 @@ class Simulation:
         version = info.pop("version", self.server.version)
         self.recorder.event(self.env.now, event, device, version, **info)
 
+    def train_agent(self, client: int, base_version: int) -> UpdateArrived:
+        """`client` retrained from global `base_version` now, as the reference code's update agents are:
+        a deferred job like any update, at no simulated time or energy (a simulation shortcut)."""
+        from fl.jobs import TrainingTask
+
+        w, ref = self.workload, None
+        if w.executor is not None and self.models is not None:
+            entropy = [self.seed, client, base_version, self.server.version, 1]  # 1: not a device job
+            seed = int(np.random.SeedSequence(entropy).generate_state(2, np.uint64)[0] >> np.uint64(1))
+            ref = PayloadRef(self._next_ref)
+            self._next_ref += 1
+            self._work[ref] = w.executor.submit(TrainingTask(client, base_version, seed), self.models.get(base_version))
+        self.log("agent_retrained", client, base_version=base_version)
+        return UpdateArrived(client, base_version, w.num_samples(client), self.now, ref)
+
     def version_created(self, version: int) -> None:
         if self.models is not None:
             self.models.forget_before(self.server.oldest_version_in_use())
@@ -298,4 +313,7 @@ def server_from_scenario(scenario: Scenario, num_clients: int, aggregator: Any, 
         rng=rng,
         injected_fraction=scenario.injected_delay.fraction,
         injected_max_rounds=scenario.injected_delay.max_rounds,
+        injected_min_rounds=scenario.injected_delay.min_rounds,
+        injected_model=scenario.injected_delay.model,
+        participation=getattr(scenario.strategy, "participation", "fresh"),  # round-based strategies only
     )

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 
-from sim.scenario import Scenario, ScenarioError
+from sim.scenario import FedBuffConfig, Scenario, ScenarioError
 
 __all__ = [
     "ResourceEstimate",
@@ -132,7 +132,7 @@ def estimated_jobs(scenario: Scenario, num_params: int, wire: int) -> float:
         return by_time
     if strategy.round_based:  # every round invites k; the round after the last version has started
         by_versions = (versions + 1) * k
-    elif scenario.strategy.name == "fedbuff":  # a version per buffer_size arrivals
+    elif isinstance(scenario.strategy, FedBuffConfig):  # a version per buffer_size arrivals
         by_versions = versions * scenario.strategy.buffer_size + k
     else:  # a version per arrival
         by_versions = versions + k
@@ -166,7 +166,8 @@ def estimate_resources(scenario: Scenario) -> ResourceEstimate:
         parts["data set"] = (NOMINAL_TRAIN_SIZE[ds] + test) * sample_bytes
         # Each job in flight (or held back by an injected delay) pins the version it trained on.
         parts["global model versions"] = (2 * per_round + 2) * 4 * num_params
-        held = 2 * per_round + scenario.strategy.buffer_size + (n if strategy.reuses_agents else 0)
+        buffer = scenario.strategy.buffer_size if isinstance(scenario.strategy, FedBuffConfig) else 0
+        held = 2 * per_round + buffer + (n if strategy.agent_source else 0)
         parts[f"updates held by the server ({held} x {_size(in_memory)})"] = held * in_memory
     return ResourceEstimate(parts, wire, num_params)
 

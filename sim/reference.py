@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -73,6 +74,55 @@ def _allowed(field: FieldInfo) -> str:
     return text + (" or null" if nullable and text else "")
 
 
+def _row(path: str, default: Any, allowed: str, desc: str) -> str:
+    return f"| `{path}` | {_default(default)} | {allowed or '-'} | {desc.replace('|', chr(92) + '|')} |"
+
+
+def _field_row(path: str, field: FieldInfo, desc: str) -> str:
+    return _row(path, field.get_default(call_default_factory=True), _allowed(field), desc)
+
+
+def _union_members(ann: Any) -> list[type[BaseModel]]:
+    """The settings classes of a (discriminated) union of sections, in order; [] if `ann` is not one."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:
+        return _union_members(args[0])
+    if origin not in (typing.Union, types.UnionType):
+        return []
+    members = []
+    for arg in args:
+        inner = typing.get_args(arg)[0] if typing.get_origin(arg) is typing.Annotated else arg
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return []
+        members.append(inner)
+    return members
+
+
+def _union_rows(members: list[type[BaseModel]], prefix: str) -> list[str]:
+    """One row per field of a union of sections: shared fields once, the others named by their owners."""
+    from sim.scenario import PRESETS
+
+    names = [m.model_fields["name"].get_default() for m in members]
+    label = {n: "the presets" if n in PRESETS else n for n in names}
+    shared = set.intersection(*(set(m.model_fields) for m in members)) - {"name"}
+    plain = ", ".join(n for n in names if label[n] == n)
+    every = [n for n in names if label[n] == n] + list(PRESETS)
+    rows = [_row(f"{prefix}name", "ppafl", " \\| ".join(every),
+                 f"Aggregation strategy: {plain}, or a preset (see 'Strategy presets').")]
+    seen = set()
+    for m in members:
+        for field_name, field in m.model_fields.items():
+            if field_name == "name" or field_name in seen:
+                continue
+            seen.add(field_name)
+            owners = [] if field_name in shared else list(dict.fromkeys(
+                label[n] for n, o in zip(names, members) if field_name in o.model_fields
+            ))
+            desc = (", ".join(owners) + ": " if owners else "") + (field.description or "")
+            rows.append(_field_row(f"{prefix}{field_name}", field, desc))
+    return rows
+
+
 def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
@@ -81,9 +131,23 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             rows.extend(_rows(ann, path + "."))
             continue
-        desc = (field.description or "").replace("|", "\\|")
-        default = _default(field.get_default(call_default_factory=True))
-        rows.append(f"| `{path}` | {default} | {_allowed(field) or '-'} | {desc} |")
+        members = _union_members(ann)
+        if members:
+            rows.extend(_union_rows(members, path + "."))
+            continue
+        rows.append(_field_row(path, field, field.description or ""))
+    return rows
+
+
+def _preset_rows() -> list[str]:
+    from sim.scenario import PRESETS
+
+    rows = ["| preset | reproduces | its fixed ppafl settings |", "| --- | --- | --- |"]
+    for name, p in PRESETS.items():
+        settings = ", ".join(f"{k}: {json.dumps(v)}" for k, v in p.settings.items())
+        if p.prox_mu is not None:
+            settings += f"; prox_mu {p.prox_mu:g} unless strategy.prox_mu is set"
+        rows.append(f"| `{name}` | {p.reproduces} | {settings} |")
     return rows
 
 
@@ -94,6 +158,9 @@ def scenario_reference() -> str:
 
     header = ["| field | default | allowed | meaning |", "| --- | --- | --- | --- |"]
     lines = [*header, *_rows(Scenario, "")]
+    lines += ["", "Strategy presets (`strategy.name`): named settings of ppafl for the reference code's baselines",
+              "and its scheme (see docs/reproduction.md); they take the common strategy fields only:", "",
+              *_preset_rows()]
     lines += ["", "Each entry of `fleet.groups` has:", "", *header, *_rows(FleetGroup, "fleet.groups[].")]
     overrides: list[tuple[str, type[BaseModel]]] = [
         ("compute", ComputeSpec),

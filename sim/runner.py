@@ -33,7 +33,7 @@ from sim.fleet import INTERRUPTION_COUNTERS
 from sim.limits import ResourceEstimate, ResourceLimitError, check_resources, machine_memory_bytes
 from sim.manifest import RunDir, open_run
 from sim.progress import RunProgress
-from sim.scenario import Scenario
+from sim.scenario import FedBuffConfig, Scenario
 from sim.watchdog import DEFAULT_MAX_EVENTS, RunBudget
 from sim.workload import clients_per_round
 
@@ -185,11 +185,11 @@ def _simulate(
 
 def _jobs_per_version(scenario: Scenario) -> int:
     """Training jobs one global version takes: a round of invitations, one arrival (fedasync) or a buffer."""
-    name = scenario.strategy.name
-    if name == "fedasync":
+    strategy = scenario.strategy
+    if strategy.name == "fedasync":
         return 1
-    if name == "fedbuff":
-        return int(scenario.strategy.buffer_size)
+    if isinstance(strategy, FedBuffConfig):
+        return strategy.buffer_size
     return clients_per_round(scenario, scenario.fleet.num_devices)
 
 

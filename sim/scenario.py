@@ -11,11 +11,13 @@ with size, depth and duplicate-key limits (`sim.safe_yaml`). Command-line overri
 from __future__ import annotations
 
 import copy
+import json
 import reprlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from crypto.params import DEFAULT_PARAMS, SCHEME_PARAM_SETS
 from devices import (
@@ -30,6 +32,7 @@ from devices import (
 )
 from devices.profiles import suggest
 from devices.specs import BooleanNumberError, Section, check_hours, error_text, field_at, models_in
+from fl.strategies import AgentSource, LateWeight, StalenessClock
 from sim import safe_yaml
 from sim.fleet import group_sizes
 
@@ -208,29 +211,208 @@ class FailuresConfig(_Section):
         return None if window is None else check_hours(window, "daily_window")
 
 
-class StrategyConfig(_Section):
-    name: Literal["ppafl", "fedavg", "fedasync", "fedbuff"] = Field("ppafl", description="Aggregation strategy.")
+class _StrategyBase(_Section):
+    """Settings every strategy has."""
+
     client_fraction: float = Field(
         0.1, gt=0, le=1, description="C: share of devices invited per round (concurrency for async strategies)."
     )
-    round_deadline_s: float = Field(120.0, gt=0, description="Round deadline in s (fedavg, ppafl).")
-    delay_threshold: int = Field(6, ge=0, description="ppafl: updates staler than this many rounds get weight 0.")
-    alpha: float = Field(0.6, gt=0, le=1, description="fedasync: mixing rate alpha.")
-    staleness_fn: Literal["constant", "polynomial", "hinge"] = Field(
-        "polynomial", description="fedasync: staleness function s(t - tau)."
+    round_deadline_s: float = Field(
+        120.0, gt=0, le=1e9, allow_inf_nan=False,
+        description="Round deadline [s] (round-based strategies); async ones retry empty slots after min(this, 30 s).",
     )
-    staleness_a: float = Field(0.5, ge=0, description="fedasync: exponent (polynomial) or slope (hinge) a.")
-    staleness_b: int = Field(4, ge=0, description="fedasync: hinge knee b (rounds).")
-    buffer_size: int = Field(5, ge=1, description="fedbuff: aggregate every K arrivals.")
-    server_lr: float = Field(1.0, gt=0, description="fedbuff: server learning rate eta_g.")
-    weight_by_samples: bool = Field(True, description="Weight clients by their sample counts (fedavg, ppafl, fedbuff).")
+    lr: float | None = Field(
+        None, gt=0, le=10, allow_inf_nan=False,
+        description="Local SGD learning rate under this strategy; null = training.lr (to reproduce an lr confound).",
+    )
+    prox_mu: float | None = Field(
+        None, ge=0, le=100, allow_inf_nan=False,
+        description="FedProx mu under this strategy; null = the preset's (fedprox_straggler: 0.01), else training.prox_mu.",
+    )
+
+    def local_lr(self, training: TrainingConfig) -> float:
+        """The learning rate clients train with under this strategy."""
+        return training.lr if self.lr is None else self.lr
+
+    def local_prox_mu(self, training: TrainingConfig) -> float:
+        """The FedProx mu clients train with under this strategy."""
+        return training.prox_mu if self.prox_mu is None else self.prox_mu
+
+
+class _RoundBasedConfig(_StrategyBase):
+    participation: Literal["fresh", "slots"] = Field(
+        "fresh",
+        description="fresh = invite C*N idle devices every round, beside those still delayed; slots = C*N slots all "
+        "taking part: a delayed job keeps its slot, the free slots go to idle devices drawn anew each round.",
+    )
+
+
+class FedAvgConfig(_RoundBasedConfig):
+    name: Literal["fedavg"] = Field("fedavg", description="Aggregation strategy.")
+    weight_by_samples: bool = Field(True, description="Weight clients by their sample counts.")
+
+
+class PPAFLConfig(_RoundBasedConfig):
+    name: Literal["ppafl"] = Field("ppafl", description="Aggregation strategy.")
+    delay_threshold: int = Field(
+        6, ge=0, le=1000, description="Late updates and agents staler than this many rounds get weight 0."
+    )
+    late_weight: LateWeight = Field(
+        "halving", description="Weight of a late update (and of an agent) of staleness s: halving = 2^-s, full = 1, "
+        "zero = 0 (dropped, the reference code's straggler baselines).",
+    )
+    agents: bool = Field(True, description="Represent clients still in flight by update agents.")
+    agent_source: AgentSource = Field(
+        "last_update",
+        description="last_update = the client's last delivered update (physical); retrain = the delayed client "
+        "retrained every round from the model its job started on, at no simulated cost (a simulation shortcut, "
+        "as the reference code does).",
+    )
+    agents_until_version: int | None = Field(
+        None, ge=1, le=10**9, description="Agents only while the global version is below this; null = always."
+    )
+    staleness_clock: StalenessClock = Field(
+        "version_lag",
+        description="s of a late update: version_lag = versions since it started; lag_plus_one = that + 1 for any "
+        "late or held-back update, counted from the delay's start (the reference code: a delay of 1 weighs 1/2).",
+    )
+    weight_by_samples: bool = Field(True, description="Weight clients by their sample counts.")
+
+
+class FedAsyncConfig(_StrategyBase):
+    name: Literal["fedasync"] = Field("fedasync", description="Aggregation strategy.")
+    alpha: float = Field(0.6, gt=0, le=1, description="Mixing rate alpha.")
+    staleness_fn: Literal["constant", "polynomial", "hinge"] = Field(
+        "polynomial", description="Staleness function s(t - tau)."
+    )
+    staleness_a: float = Field(
+        0.5, ge=0, le=100, allow_inf_nan=False, description="Exponent (polynomial) or slope (hinge) a."
+    )
+    staleness_b: int = Field(4, ge=0, le=10**6, description="Hinge knee b [versions].")
+
+
+class FedBuffConfig(_StrategyBase):
+    name: Literal["fedbuff"] = Field("fedbuff", description="Aggregation strategy.")
+    buffer_size: int = Field(5, ge=1, le=10**6, description="Aggregate every K arrivals.")
+    server_lr: float = Field(1.0, gt=0, le=100, allow_inf_nan=False, description="Server learning rate eta_g.")
+    weight_by_samples: bool = Field(True, description="Weight clients by their sample counts.")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named PPAFL setting: what it reproduces, its fixed settings, and its FedProx mu (None: training's)."""
+
+    reproduces: str
+    settings: dict[str, Any]
+    prox_mu: float | None = None
+
+
+_REFERENCE = {"staleness_clock": "lag_plus_one", "weight_by_samples": False}
+_STRAGGLER = {**_REFERENCE, "late_weight": "zero", "agents": False}
+_RETRAINED = {**_REFERENCE, "agents": True, "agent_source": "retrain"}
+PRESETS: dict[str, Preset] = {
+    "fedavg_straggler": Preset("the reference code's 'FedAvg & straggler': late updates dropped, no agents", _STRAGGLER),
+    "fedprox_straggler": Preset(
+        "the reference code's 'FedProx & straggler' as its name says (its proximal term was commented out)",
+        _STRAGGLER, prox_mu=0.01,
+    ),
+    "asyfl": Preset(
+        "the reference code's AsyFL: 2^-s for late updates and agents, threshold 3, agents only in rounds < 20",
+        {**_RETRAINED, "late_weight": "halving", "delay_threshold": 3, "agents_until_version": 20},
+    ),
+    "ppflpro": Preset(
+        "the reference code's MNIST 'PPFLPro' variant: weight 1 for late updates and agents",
+        {**_RETRAINED, "late_weight": "full", "delay_threshold": 6, "agents_until_version": 100},
+    ),
+    "ppafl_reference": Preset(
+        "the paper's scheme as the reference code runs it: 2^-s, threshold 6, agents retrained, only in rounds < 100",
+        {**_RETRAINED, "late_weight": "halving", "delay_threshold": 6, "agents_until_version": 100},
+    ),
+}
+
+
+class PresetConfig(_RoundBasedConfig):
+    union_tag: ClassVar[str] = "preset"
+    name: Literal["fedavg_straggler", "fedprox_straggler", "asyfl", "ppflpro", "ppafl_reference"] = Field(
+        "ppafl_reference", description="A named setting of ppafl (see 'Strategy presets'); its settings are fixed."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed(cls, raw: Any) -> Any:
+        fixed = sorted(set(raw) & set(PPAFLConfig.model_fields) - set(cls.model_fields)) if isinstance(raw, dict) else []
+        if fixed:
+            preset = PRESETS[raw["name"]]
+            given = ", ".join(f"{k}: {json.dumps(v)}" for k, v in preset.settings.items())
+            raise ValueError(
+                f"{raw['name']} is a preset with fixed settings ({given}); to change {', '.join(fixed)}, "
+                f"write strategy.name: ppafl with those settings and yours"
+            )
+        return raw
+
+    def resolved(self) -> PPAFLConfig:
+        """The ppafl settings this preset stands for (with this section's common fields)."""
+        common = self.model_dump(exclude={"name"})
+        return PPAFLConfig(**common, **PRESETS[self.name].settings)
+
+    def local_prox_mu(self, training: TrainingConfig) -> float:
+        preset = PRESETS[self.name].prox_mu
+        if self.prox_mu is not None:
+            return self.prox_mu
+        return training.prox_mu if preset is None else preset
+
+
+assert set(PRESETS) == set(get_args(PresetConfig.model_fields["name"].annotation)), "PRESETS and PresetConfig.name"
+STRATEGY_CONFIGS: dict[str, type[_StrategyBase]] = {
+    "fedavg": FedAvgConfig, "ppafl": PPAFLConfig, "fedasync": FedAsyncConfig, "fedbuff": FedBuffConfig,
+    "preset": PresetConfig,
+}
+ROUND_BASED = ("fedavg", "ppafl", *PRESETS)
+
+
+def _strategy_tag(value: Any) -> str | None:
+    """The union member of a strategy section: its name (default ppafl), or 'preset' for a preset's name."""
+    name = value.get("name", "ppafl") if isinstance(value, dict) else getattr(value, "name", None)
+    if not isinstance(name, str):
+        return None
+    return "preset" if name in PRESETS else name
+
+
+StrategyConfig = Annotated[
+    Annotated[FedAvgConfig, Tag("fedavg")]
+    | Annotated[PPAFLConfig, Tag("ppafl")]
+    | Annotated[FedAsyncConfig, Tag("fedasync")]
+    | Annotated[FedBuffConfig, Tag("fedbuff")]
+    | Annotated[PresetConfig, Tag("preset")],
+    Discriminator(_strategy_tag),
+]
+"""The `strategy` section: one settings class per strategy name (presets share one)."""
 
 
 class InjectedDelayConfig(_Section):
     fraction: float = Field(
-        0.0, ge=0, le=1, description="The paper's setting: share of jobs whose update is held back 1..max_rounds versions."
+        0.0, ge=0, le=1,
+        description="The paper's setting: share of jobs (independent) or of a round's slots (batch, topup) whose "
+        "update is held back.",
     )
-    max_rounds: int = Field(8, ge=1, description="Largest injected delay, in global versions.")
+    model: Literal["independent", "batch", "topup"] = Field(
+        "independent",
+        description="independent = each job with probability `fraction`; batch = the reference code's scheme: when no "
+        "job is delayed, round(fraction*C*N) of the round's invitees at once (from round 2 on); topup = its "
+        "baselines: every round the delayed slots are topped up towards that number.",
+    )
+    min_rounds: int = Field(
+        1, ge=0, le=1000,
+        description="Shortest delay [global versions]; 0 = arrives in its own round but counts as held back "
+        "(the reference code's delay 1).",
+    )
+    max_rounds: int = Field(8, ge=1, le=1000, description="Longest delay [global versions]; uniform in between.")
+
+    @model_validator(mode="after")
+    def _range(self) -> InjectedDelayConfig:
+        if self.min_rounds > self.max_rounds:
+            raise ValueError(f"min_rounds {self.min_rounds} > max_rounds {self.max_rounds}; swap them")
+        return self
 
 
 class EncryptionConfig(_Section):
@@ -328,7 +510,7 @@ class Scenario(_Section):
     training: TrainingConfig = TrainingConfig()
     fleet: FleetConfig = FleetConfig()
     failures: FailuresConfig = FailuresConfig()
-    strategy: StrategyConfig = StrategyConfig()
+    strategy: StrategyConfig = Field(default_factory=PPAFLConfig)
     injected_delay: InjectedDelayConfig = InjectedDelayConfig()
     encryption: EncryptionConfig = EncryptionConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
@@ -381,6 +563,15 @@ class Scenario(_Section):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _delays_need_rounds(self) -> Scenario:
+        if self.injected_delay.model != "independent" and self.strategy.name not in ROUND_BASED:
+            raise ValueError(
+                f"injected_delay.model {self.injected_delay.model} draws delays per round, and {self.strategy.name} "
+                f"has no rounds; use injected_delay.model: independent, or a round-based strategy ({', '.join(ROUND_BASED)})"
+            )
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """The scenario as plain data (JSON/YAML safe)."""
         return self.model_dump(mode="json")
@@ -389,6 +580,40 @@ class Scenario(_Section):
 _SHORT = reprlib.Repr()  # bad values are shown short: a huge input must not make a huge message
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
 _PROFILE_SECTIONS = {"compute": "compute", "battery": "battery", "link": "link_overrides"}
+
+
+def _strategy_owners() -> dict[str, list[str]]:
+    """Each strategy-specific field and the strategies it belongs to ('the presets' for the presets)."""
+    owners: dict[str, list[str]] = {}
+    for tag, cls in STRATEGY_CONFIGS.items():
+        for field in set(cls.model_fields) - set(_StrategyBase.model_fields) - {"name"}:
+            owners.setdefault(field, []).append("the presets" if tag == "preset" else tag)
+    return owners
+
+
+def _strategy_problem(e: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any, str] | None:
+    """(location, value, message) for the `strategy` union's own errors: an unknown name, another strategy's field."""
+    if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        names = [repr(t) for t in STRATEGY_CONFIGS if t != "preset"]
+        known = f"known: {', '.join(names)}; presets: {', '.join(map(repr, PRESETS))}"
+        if not isinstance(e["input"], dict):
+            return ("strategy",), e["input"], f"must be a mapping with a strategy name ({known})"
+        return ("strategy", "name"), e["input"].get("name"), f"not a strategy ({known})"
+    if e["type"] != "extra_forbidden" or len(loc) < 3:
+        return None
+    field = str(loc[-1])
+    owners = [o for o in _strategy_owners().get(field, []) if o != loc[1]]
+    if not owners:
+        return None
+    names = [o for o in owners if o != "the presets"]
+    where = f" (strategy.name: {' or '.join(names)})" if names else ""
+    which = "a preset" if loc[1] == "preset" else loc[1]
+    return ("strategy", *loc[2:]), _NO_VALUE, f"not a setting of {which}; it belongs to {', '.join(owners)}{where}"
+
+
+def _shown(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An error location as the user wrote it: without the strategy union's tag."""
+    return (loc[0], *loc[2:]) if len(loc) > 1 and loc[0] == "strategy" and loc[1] in STRATEGY_CONFIGS else loc
 
 
 _NO_VALUE = object()  # a problem with a key, a section or the whole scenario: its message names the fields
@@ -400,6 +625,10 @@ def _problems(err: ValidationError) -> list[tuple[tuple[Any, ...], Any, str]]:
     errors = err.errors()
     for e in errors:
         loc = tuple(e["loc"])
+        special = _strategy_problem(e, loc) if loc[:1] == ("strategy",) else None
+        if special is not None:
+            out.append(special)
+            continue
         if e["type"] == "too_short" and any(tuple(o["loc"])[: len(loc)] == loc and o is not e for o in errors):
             continue  # "no item left after validation": its items' own errors say why
         cause = (e.get("ctx") or {}).get("error")
@@ -419,7 +648,7 @@ def _problems(err: ValidationError) -> list[tuple[tuple[Any, ...], Any, str]]:
             field = field_at(Scenario, loc)[1]
             leaf = field is not None and not models_in(field.annotation)
             out.append((loc, e.get("input") if leaf else _NO_VALUE, error_text(e, field)))
-    return out
+    return [(_shown(where), value, msg) for where, value, msg in out]
 
 
 def _format_errors(err: ValidationError, source: str, overrides: list[str]) -> str:

@@ -21,14 +21,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.transforms import blended_transform_factory
+from matplotlib.typing import RcKeyType
 
 from sim.plots import time_unit
 
 __all__ = [
     "band_over_seeds",
+    "ci_band_over_seeds",
     "group_stats",
     "line_labels",
     "plot_accuracy_bands",
+    "plot_compare_bands",
     "plot_energy_by_class",
     "plot_sensitivity",
     "plot_sweep",
@@ -36,7 +39,7 @@ __all__ = [
     "sweep_axes",
 ]
 
-_STYLE: Any = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9, "figure.dpi": 120}
+_STYLE: dict[RcKeyType, Any] = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9, "figure.dpi": 120}
 _LABELS = {
     "final_accuracy": "final test accuracy (%)",
     "best_accuracy": "best test accuracy (%)",
@@ -127,6 +130,21 @@ def band_over_seeds(curves: pd.DataFrame) -> pd.DataFrame:
         {"time_s": wide.index, "mean": wide.mean(axis=1), "lo": wide.min(axis=1), "hi": wide.max(axis=1),
          "n": wide.count(axis=1)}
     ).reset_index(drop=True)
+
+
+def ci_band_over_seeds(curves: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Mean accuracy over seeds against `x` (version or time_s) with its t-based 95% interval.
+
+    Each seed's accuracy holds from one evaluation to its next (the last one per `x` value),
+    so seeds evaluated at different points still line up.
+    """
+    from sim.stats import mean_ci
+
+    last = curves.dropna(subset=["accuracy"]).drop_duplicates(subset=["seed", x], keep="last")
+    wide = last.pivot_table(index=x, columns="seed", values="accuracy").sort_index().ffill()
+    est = [mean_ci(row) for _, row in wide.iterrows()]
+    return pd.DataFrame({x: wide.index, "mean": [e.mean for e in est], "lo": [e.lo for e in est],
+                         "hi": [e.hi for e in est]}).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------- figures
@@ -278,6 +296,36 @@ def plot_accuracy_bands(curves: pd.DataFrame, path: str | Path, facet: str | Non
         fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(len(labels), 6), frameon=False,
                    title=band_note or None, title_fontsize=8)
         return _save(fig, path, title, rect=(0, 0.1 if len(axes) <= 3 else 0.06, 1, 1))
+
+
+def plot_compare_bands(curves: pd.DataFrame, path: str | Path, cutoffs: dict[str, float], title: str = "") -> Path:
+    """`ppafl compare`'s figure: accuracy against rounds and against simulated time, one line per
+    strategy (mean over seeds, band = t-based 95% interval), a dotted line at each cut-off.
+
+    `curves` is long: line, seed, version, time_s, accuracy.
+    """
+    labels = list(dict.fromkeys(curves["line"]))
+    colours = _colours(labels)
+    scale, unit = time_unit(float(curves["time_s"].max()) if len(curves) else 0.0)
+    panels = (("version", "rounds", "global versions (rounds)", 1.0), ("time_s", "time", f"simulated time ({unit})", scale))
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), sharey=True)
+        for ax, (x, axis, xlabel, div) in zip(axes, panels):
+            for line in labels:
+                band = ci_band_over_seeds(curves[curves["line"] == line], x)
+                xs = band[x] / div
+                ax.plot(xs, 100 * band["mean"], color=colours[line], linewidth=1.5, label=line, drawstyle="steps-post")
+                lo, hi = (100 * band[k].clip(0, 1) for k in ("lo", "hi"))
+                ax.fill_between(xs, lo, hi, color=colours[line], alpha=0.18, linewidth=0, step="post")
+            ax.axvline(cutoffs[axis] / div, color="0.4", linestyle=":", linewidth=1)
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("test accuracy (%)")
+        seeds = curves["seed"].nunique()
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(len(labels), 5), frameon=False,
+                   title=f"line: mean of {seeds} paired seeds, band: 95% interval; dotted: where the tables cut",
+                   title_fontsize=8)
+        return _save(fig, path, title, rect=(0, 0.14, 1, 1))
 
 
 def plot_energy_by_class(devices: pd.DataFrame, path: str | Path, x: str | None = None, title: str = "") -> Path:

@@ -47,6 +47,7 @@ __all__ = [
     "collect_table",
     "parse_sets",
     "plan_sweep",
+    "plan_variants",
     "read_sweep",
     "run_sweep",
     "split_values",
@@ -189,6 +190,32 @@ def plan_sweep(scenario_path: str | Path, sets: list[str], seeds: int = 1) -> tu
     if len({c.id for c in cells}) != len(cells):  # e.g. values 1 and "1": make every id unique
         cells = [Cell(f"{c.id}-{_digest(c.values, c.seed)}", c.values, c.seed, c.scenario) for c in cells]
     return cells, fields
+
+
+def plan_variants(
+    scenario_path: str | Path, sets: list[str], variants: dict[str, list[str]], seeds: int = 1, field: str = "variant"
+) -> list[Cell]:
+    """The validated cells of named variants (label -> overrides) times seeds, e.g. `ppafl compare`'s strategies.
+
+    Each cell's `values` is `{field: label}`; `sets` are plain overrides applied to every cell.
+    """
+    if seeds < 1:
+        raise ScenarioError(f"--seeds {seeds}: need at least 1 seed")
+    plain, swept = parse_sets(sets)
+    if swept:
+        raise ScenarioError(f"--set {next(iter(swept))}: give one value here; sweep several with `ppafl sweep`")
+    raw = apply_overrides(read_scenario(scenario_path), plain)
+    base = scenario_from_dict(raw, source=str(scenario_path))
+    cells = []
+    for label, overrides in variants.items():
+        for seed in range(base.seed, base.seed + seeds):
+            scenario = scenario_from_dict(
+                apply_overrides(raw, [*overrides, f"seed={seed}"]), source=f"{scenario_path} with {field} {label}"
+            )
+            cells.append(Cell(_cell_id({field: label}, seed, {field: field}), {field: label}, seed, scenario))
+    if len({c.id for c in cells}) != len(cells):
+        raise ScenarioError(f"two {field}s have the same name once made file-safe: {', '.join(variants)}")
+    return cells
 
 
 # --------------------------------------------------------------------- running

@@ -126,7 +126,8 @@ def build_workload(
         ds.y_train.numpy(), num_clients, data_cfg.partition, seed=scenario.seed, alpha=data_cfg.alpha
     )
     t = scenario.training
-    train_cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, prox_mu=t.prox_mu)
+    lr, prox_mu = scenario.strategy.local_lr(t), scenario.strategy.local_prox_mu(t)  # a strategy may set its own
+    train_cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=lr, prox_mu=prox_mu)
     client_work = ClientWorkload(t.model, ds.x_train, ds.y_train, shards, train_cfg, codec, cache)
     x_test, y_test = ds.x_test, ds.y_test
     if data_cfg.max_test_samples is not None:

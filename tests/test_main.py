@@ -36,6 +36,14 @@ def test_bad_flag_value_is_a_clear_error(capsys):
     assert "strategy.client_fraction = 1.5" in capsys.readouterr().err
 
 
+def test_every_strategy_and_preset_gives_a_valid_scenario():
+    from sim.scenario import scenario_from_dict
+
+    for name in main.build_parser()._option_string_actions["--strategy"].choices:
+        raw = main.paper_scenario(main.build_parser().parse_args(["--strategy", name, "--dataset", "mnist5k"]))
+        assert scenario_from_dict(raw).strategy.name == name  # delay_threshold goes to ppafl only
+
+
 # ------------------------------------------------------------------ the same care as `ppafl run`
 SMALL = ["-nc", "6", "-cf", "0.5", "-E", "1", "-B", "50", "-mn", "mnist_2nn", "-ncomm", "4", "-iid", "1",
          "-vf", "2", "--dataset", "mnist5k"]

@@ -31,6 +31,8 @@ class ScriptedNetwork:
     events: list[tuple[str, int, dict]] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
     work: dict[int, Job] = field(default_factory=dict)
+    agent_calls: list[tuple[int, int]] = field(default_factory=list)
+    agent_vectors: list[np.ndarray] = field(default_factory=list)
 
     def available(self, client: int) -> bool:
         return True
@@ -57,14 +59,28 @@ class ScriptedNetwork:
 
     def update(self, client: int, base: int, vec: np.ndarray) -> UpdateArrived:
         """The arrival of `client`'s update `vec`, trained on version `base`."""
-        ref = PayloadRef(len(self.work) + 1000 * base + client)
+        ref = PayloadRef(len(self.executor.vectors))
         self.work[ref.uid] = self.executor.submit(client, base, vec)
         return UpdateArrived(client, base, 100, self.now, ref)
+
+    def train_agent(self, client: int, base_version: int) -> UpdateArrived:
+        """A retrained agent: a new vector for every call, recorded with the model it started from."""
+        self.agent_calls.append((client, base_version))
+        vec = np.random.default_rng(len(self.agent_calls)).uniform(-1, 1, N_PARAMS).astype(np.float32)
+        self.agent_vectors.append(vec)
+        return self.update(client, base_version, vec)
 
     def fire_deadline(self) -> None:
         """Fire the most recent round deadline."""
         _, fn = self.timers.pop()
         fn(self)
+
+    def fire_due(self) -> None:
+        """Run every timer due now (held-back updates released by an aggregation), oldest first."""
+        due = [t for t in self.timers if t[0] <= self.now]
+        self.timers = [t for t in self.timers if t[0] > self.now]
+        for _, fn in due:
+            fn(self)
 
 
 class GivenUpdates:
@@ -76,23 +92,23 @@ class GivenUpdates:
         self.codec, self.vectors = codec, {}
 
     def submit(self, client: int, version: int, vec: np.ndarray) -> Job:
-        self.vectors[(client, version)] = vec
-        return Job(self, TrainingTask(client, version, 0), np.zeros(N_PARAMS, np.float32))
+        token = len(self.vectors)  # the task's seed names its vector
+        self.vectors[token] = vec
+        return Job(self, TrainingTask(client, version, token), np.zeros(N_PARAMS, np.float32))
 
     def resolve(self, jobs: list[Job]) -> None:
         for j in jobs:
-            vec = self.vectors[(j.task.client, j.task.base_version)]
-            j.set_result(ClientUpload(self.codec.encrypt(vec), 100, 0.0))
+            j.set_result(ClientUpload(self.codec.encrypt(self.vectors[j.task.seed]), 100, 0.0))
 
     def close(self) -> None:
         pass
 
 
-def _setup(strategy, mode="real", num_clients=2, per_round=2):
+def _setup(strategy, mode="real", num_clients=2, per_round=2, **server_options):
     codec, aggregator = make_codec(mode, N_PARAMS, max_clients=16, params="high_throughput", seed=7)
     models = GlobalModels(codec, np.zeros(N_PARAMS, np.float32))
     net = ScriptedNetwork(models, GivenUpdates(codec))
-    server = Server(strategy, aggregator, num_clients, per_round, 60.0, 8, np.random.default_rng(0))
+    server = Server(strategy, aggregator, num_clients, per_round, 60.0, 8, np.random.default_rng(0), **server_options)
     return codec, aggregator, models, net, server
 
 
@@ -185,3 +201,67 @@ def test_fedavg_aggregate_of_one_is_counted():
     server.receive(net.update(0, 0, np.ones(N_PARAMS, np.float32)), net)
     net.fire_deadline()
     assert server.stats["aggregates_of_one"] == 1
+
+
+def _delayed(net: ScriptedNetwork) -> dict[int, int]:
+    return {device: info["rounds"] for event, device, info in net.events if event == "delay_injected"}
+
+
+def test_reference_agents_are_retrained_from_the_delay_start_model_with_lag_plus_one_weights():
+    """ppafl_reference's rounds on three slots, one delayed two rounds (batch model), step by step."""
+    from fl.strategies import make_strategy
+    from sim.scenario import scenario_from_dict
+
+    strategy = make_strategy(scenario_from_dict({"strategy": {"name": "ppafl_reference"}}).strategy)
+    codec, aggregator, models, net, server = _setup(
+        strategy, num_clients=3, per_round=3, participation="slots", injected_model="batch",
+        injected_fraction=1 / 3, injected_min_rounds=2, injected_max_rounds=2,
+    )
+    rng = np.random.default_rng(5)
+    vec = {}
+
+    def arrive(client: int) -> None:
+        vec[client, models.version] = rng.uniform(-1, 1, N_PARAMS).astype(np.float32)
+        server.receive(net.update(client, models.version, vec[client, models.version]), net)
+
+    def expect(contribs: list[tuple[np.ndarray, float]]) -> None:
+        w = integer_weights([wt for _, wt in contribs], 8)
+        want = codec.decrypt_average(_aggregate(codec, aggregator, [v for v, _ in contribs], w))
+        np.testing.assert_array_equal(models.current, want.astype(np.float32))
+
+    server.start(net)
+    for c in range(3):
+        arrive(c)  # round 1: no delays in the first round (as the reference code); round 2 opens
+    (d,) = _delayed(net)  # round 2 (on version 1): one of the three slots is delayed by 2 rounds
+    assert models.version == 1 and [i["version"] for e, _, i in net.events if e == "delay_injected"] == [1]
+    for c in range(3):
+        arrive(c)
+    others = [c for c in range(3) if c != d]
+    assert models.version == 2 and net.agent_calls == [(d, 1)]  # retrained from version 1, where its delay began
+    expect([(vec[others[0], 1], 1.0), (vec[others[1], 1], 1.0), (net.agent_vectors[0], 0.5)])  # s = 0 + 1
+    assert sorted(c for c, _ in net.invited[-2:]) == others  # slots: the delayed job keeps its slot
+    for c in others:
+        arrive(c)  # round 3 (version 2): retrained again from version 1, s = 2
+    assert models.version == 3 and net.agent_calls == [(d, 1), (d, 1)]
+    expect([(vec[others[0], 2], 1.0), (vec[others[1], 2], 1.0), (net.agent_vectors[1], 0.25)])
+    net.fire_due()  # round 4 (version 3): the held-back update arrives, 2 versions late: s = 3
+    for c in others:
+        arrive(c)
+    assert models.version == 4 and len(net.agent_calls) == 2
+    expect([(vec[d, 1], 0.125), (vec[others[0], 3], 1.0), (vec[others[1], 3], 1.0)])
+    assert server._pending == {}  # no agent payload left behind
+    assert server.stats["agents_reused"] == 2 and server.stats["updates_aggregated"] == 10
+
+
+@pytest.mark.parametrize("participation, invited_in_round_2", [("fresh", 2), ("slots", 0)])
+def test_participation_fresh_invites_beside_delayed_jobs_slots_keeps_their_slots(participation, invited_in_round_2):
+    _codec, _agg, _models, net, server = _setup(
+        PPAFL(), num_clients=6, per_round=2, participation=participation,
+        injected_fraction=1.0, injected_min_rounds=3, injected_max_rounds=3,
+    )
+    server.start(net)  # round 1 invites two clients; every job is held back three rounds
+    first = [c for c, _ in net.invited]
+    for c in first:
+        server.receive(net.update(c, 0, np.zeros(N_PARAMS, np.float32)), net)  # held: answered, round closes
+    assert len(first) == 2 and server.version == 0
+    assert len(net.invited) - 2 == invited_in_round_2

@@ -128,3 +128,83 @@ def test_versions_per_round_lets_injected_delays_count_rounds_for_every_strategy
     assert PPAFL().versions_per_round(10) == 1
     assert FedAsync().versions_per_round(10) == 10
     assert FedBuff(buffer_size=5).versions_per_round(10) == 2
+
+
+# ---------------------------------------------------------------- the reference code's settings (presets)
+def _preset(name: str):
+    from fl.strategies import make_strategy
+    from sim.scenario import scenario_from_dict
+
+    return make_strategy(scenario_from_dict({"strategy": {"name": name}}).strategy)
+
+
+# Round closing at version 10. Arrivals: 0 fresh; 1 held back but arrived in its own round (lag 0,
+# the reference code's "delay 1"); 2 held back 2 versions; 3 held back 5. Agents: 4 on version 9
+# (lag 1), 5 on version 7 (lag 3). Under lag + 1 their staleness is 0, 1, 3, 6 and 2, 4.
+_SCRIPT_ARRIVALS = [Arrival(0, 10, 100, uid=1), Arrival(1, 10, 100, uid=2, delayed=True),
+                    Arrival(2, 8, 100, uid=3, delayed=True), Arrival(3, 5, 100, uid=4, delayed=True)]
+_SCRIPT_AGENTS = {4: Arrival(4, 9, 100, uid=5, delayed=True), 5: Arrival(5, 7, 100, uid=6, delayed=True)}
+
+
+def _scripted_round(strategy, version: int = 10):
+    for a in _SCRIPT_ARRIVALS:
+        strategy.on_arrival(a, version)
+    plan = strategy.close_round(version, dict(_SCRIPT_AGENTS))
+    return {c.client: (c.kind, c.weight) for c in plan.contributions}, sorted(d.client for d in plan.discarded)
+
+
+@pytest.mark.parametrize(
+    "name, weights, discarded",
+    [
+        # 2^-s with s = lag + 1, threshold 6, agents weighted alike; no sample counts.
+        ("ppafl_reference", {0: ("fresh", 1.0), 1: ("late", 0.5), 2: ("late", 0.125), 3: ("late", 2**-6),
+                             4: ("agent", 0.25), 5: ("agent", 2**-4)}, []),
+        # every late update dropped (the held-back one that came in its own round too), no agents
+        ("fedavg_straggler", {0: ("fresh", 1.0)}, [1, 2, 3]),
+        ("fedprox_straggler", {0: ("fresh", 1.0)}, [1, 2, 3]),
+        # threshold 3: s = 6 dropped, the s = 4 agent left out
+        ("asyfl", {0: ("fresh", 1.0), 1: ("late", 0.5), 2: ("late", 0.125), 4: ("agent", 0.25)}, [3]),
+        # weight 1 for late updates and agents up to the threshold
+        ("ppflpro", {0: ("fresh", 1.0), 1: ("late", 1.0), 2: ("late", 1.0), 3: ("late", 1.0),
+                     4: ("agent", 1.0), 5: ("agent", 1.0)}, []),
+    ],
+)
+def test_each_preset_weighs_scripted_arrivals_as_the_reference_code(name, weights, discarded):
+    got, dropped = _scripted_round(_preset(name))
+    assert got == weights  # powers of two: exact
+    assert dropped == discarded
+
+
+def test_the_projects_ppafl_counts_version_lag_and_sample_counts():
+    # The held-back update that arrived in its own round is fresh; lags 2, 5; agents lag 1, 3.
+    got, dropped = _scripted_round(_preset("ppafl"))
+    assert got == ({0: ("fresh", 100.0), 1: ("fresh", 100.0), 2: ("late", 25.0),
+                                 3: ("late", 100 * 2**-5), 4: ("agent", 50.0), 5: ("agent", 12.5)})
+    assert dropped == []
+
+
+def test_agents_stop_at_their_version_limit():
+    asyfl = _preset("asyfl")  # agents only while the version is below 20
+    assert asyfl.wants_agent(19, 18) and not asyfl.wants_agent(20, 19)
+    got, _ = _scripted_round(asyfl, version=10)
+    assert {k for k, (kind, _) in got.items() if kind == "agent"} == {4}
+    asyfl.on_arrival(Arrival(0, 25, 100), 25)
+    plan = asyfl.close_round(25, {4: Arrival(4, 24, 100, delayed=True)})
+    assert [c.kind for c in plan.contributions] == ["fresh"]
+
+
+def test_lag_plus_one_counts_from_the_delays_start():
+    s = PPAFL(staleness_clock="lag_plus_one")
+    assert s.staleness(7, 7, delayed=False) == 0  # on time
+    assert s.staleness(7, 7, delayed=True) == 1  # held back, arrived in its own round: weight 1/2
+    assert s.staleness(7, 5, delayed=False) == 3  # a straggler two rounds late
+    assert PPAFL().staleness(7, 5, delayed=True) == 2  # version lag
+
+
+def test_agents_off_and_unknown_settings():
+    s = PPAFL(agents=False)
+    assert s.agent_source is None and not s.reuses_agents and not s.wants_agent(3, 2)
+    with pytest.raises(ValueError, match="known: halving, full, zero"):
+        PPAFL(late_weight="half")
+    with pytest.raises(ValueError, match="known: version_lag, lag_plus_one"):
+        PPAFL(staleness_clock="wall")
