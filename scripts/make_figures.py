@@ -1,15 +1,17 @@
-"""Regenerate the README's figures from a real dropout sweep: `make figures`.
+"""Regenerate the README's dropout figures from a real study run: `make figures` (or this script with --jobs 2).
 
-Runs (or resumes: finished cells are kept) the sweep of scenarios/dropout_study.yaml over
-dropout rates 0, 0.2, 0.4, 0.6 and the four strategies, two seeds each, into
-runs/figures/dropout/, then copies its figures into docs/figures/ and writes the
-sensitivity figure's numbers to docs/figures/dropout_sensitivity.md.
+Runs (or resumes: finished runs are kept) the study of scenarios/dropout_study.yaml
+(`sim.dropout_study`): ppafl, the paper's 'FedAvg & straggler' baseline (preset
+fedavg_straggler), FedAsync and FedBuff, on 5 paired seeds, under per-job dropout at
+rates 0, 0.1, 0.2, 0.4, 0.6, 0.8 and permanent departure at 0, 0.3, 0.6 (rate 0 shared),
+into runs/figures/dropout/. Then it copies the study's figure to
+docs/figures/dropout_study.png, one run's device timeline to docs/figures/device_timeline.png,
+and writes the tables (means and 95% intervals) to docs/figures/dropout_study.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -17,57 +19,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.study_plots import plot_sweep, sensitivity_table
-from sim.sweep import plan_sweep, run_sweep
+from sim.compare import parse_strategies
+from sim.dropout_study import run_study
 
 SCENARIO = "scenarios/dropout_study.yaml"
-SETS = ["failures.dropout_rate=0,0.2,0.4,0.6", "strategy.name=ppafl,fedasync,fedbuff,fedavg"]
-SEEDS = 2
-TIMELINE_CELL = "dropout_rate=0.4__name=ppafl__seed=0"
-FIGURES = {
-    "sensitivity.png": "dropout_sensitivity.png",
-    "accuracy_bands.png": "dropout_accuracy_bands.png",
-    "energy_by_class.png": "dropout_energy_by_class.png",
-}
-
-
-def _markdown(table, title: str) -> str:
-    head = "| " + " | ".join([table.index.name or "", *map(str, table.columns)]) + " |"
-    rule = "|" + " --- |" * (len(table.columns) + 1)
-    rows = ["| " + " | ".join([str(i), *map(str, r)]) + " |" for i, r in zip(table.index, table.values)]
-    return "\n".join([f"**{title}**", "", head, rule, *rows, ""])
+STRATEGIES = "ppafl,fedavg_straggler,fedasync,fedbuff"
+RATES = {"job": [0.0, 0.1, 0.2, 0.4, 0.6, 0.8], "permanent": [0.0, 0.3, 0.6]}
+SEEDS = 5
+TIMELINE_CELL = "variant=ppafl__job0.4__seed=0"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/figures/dropout", help="sweep directory (kept between runs)")
+    parser.add_argument("--out", default="runs/figures/dropout", help="study directory (kept between runs)")
     parser.add_argument("--figures", default="docs/figures", help="where the README's pictures go")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of CPUs)")
     args = parser.parse_args(argv)
 
-    cells, fields = plan_sweep(ROOT / SCENARIO, SETS, seeds=SEEDS)
-    result = run_sweep(cells, fields, args.out, jobs=args.jobs)
+    _study, files, cells = run_study(ROOT / SCENARIO, parse_strategies([STRATEGIES]), RATES, args.out, seeds=SEEDS,
+                                    jobs=args.jobs)
     figures = Path(args.figures)
     figures.mkdir(parents=True, exist_ok=True)
-    for made in plot_sweep(result.out, result.table, fields):
-        shutil.copyfile(made, figures / FIGURES[made.name])
-    shutil.copyfile(result.out / "cells" / TIMELINE_CELL / "device_timeline.png", figures / "device_timeline.png")
-    command = shlex.join(["ppafl", "sweep", SCENARIO, *(a for s in SETS for a in ("--set", s)), "--seeds", str(SEEDS),
-                          "--out", args.out])
-    notes = [
-        "# Dropout sensitivity: the numbers behind dropout_sensitivity.png",
-        "",
-        f"Made by `make figures` (equivalently `{command}`); mean ± std over {SEEDS} seeds;",
-        "`(k/n)`: only k of n seeds reached the target.",
-        "",
-        _markdown(sensitivity_table(result.table, fields, "final_accuracy"), "Final test accuracy (%)"),
-        _markdown(sensitivity_table(result.table, fields, "time_to_target_s"),
-                  f"Time to {100 * result.table['target_accuracy'].iloc[0]:g}% accuracy (simulated s)"),
-        _markdown(sensitivity_table(result.table, fields, "updates_lost"), "Updates lost (count)"),
-    ]
-    (figures / "dropout_sensitivity.md").write_text("\n".join(notes))
-    print("\n".join(notes))
-    print(f"figures in {figures}/: {', '.join(sorted(FIGURES.values()))}, device_timeline.png")
+    shutil.copyfile(files[3], figures / "dropout_study.png")
+    shutil.copyfile(Path(args.out) / "cells" / TIMELINE_CELL / "device_timeline.png", figures / "device_timeline.png")
+    command = f"python scripts/make_figures.py --jobs {args.jobs}" if args.jobs else "python scripts/make_figures.py"
+    text = files[2].read_text()
+    note = (f"Made by `{command}` (`make figures`): {len(cells)} runs of {SCENARIO}, strategies {STRATEGIES}, "
+            f"per-job dropout rates {RATES['job']}, permanent departure rates {RATES['permanent']}, {SEEDS} seeds.\n\n")
+    (figures / "dropout_study.md").write_text(text.replace("\n\n", "\n\n" + note, 1))
+    print(text)
+    print(f"figures in {figures}/: dropout_study.png, dropout_study.md, device_timeline.png")
     return 0
 
 
