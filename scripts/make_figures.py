@@ -12,6 +12,7 @@ and writes the tables (means and 95% intervals) to docs/figures/dropout_study.md
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -19,8 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import pandas as pd
+
 from sim.compare import parse_strategies
 from sim.dropout_study import run_study
+from sim.plots import plot_device_timeline
 
 SCENARIO = "scenarios/dropout_study.yaml"
 STRATEGIES = "ppafl,fedavg_straggler,fedasync,fedbuff"
@@ -41,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     figures = Path(args.figures)
     figures.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(files[3], figures / "dropout_study.png")
-    shutil.copyfile(Path(args.out) / "cells" / TIMELINE_CELL / "device_timeline.png", figures / "device_timeline.png")
+    cell = Path(args.out) / "cells" / TIMELINE_CELL  # its timeline drawn again, with today's markers
+    end_s = json.loads((cell / "summary.json").read_text())["simulated_time_s"]
+    plot_device_timeline(pd.read_parquet(cell / "events.parquet"), figures / "device_timeline.png", end_s=end_s)
     command = f"python scripts/make_figures.py --jobs {args.jobs}" if args.jobs else "python scripts/make_figures.py"
     text = files[2].read_text()
     note = (f"Made by `{command}` (`make figures`): {len(cells)} runs of {SCENARIO}, strategies {STRATEGIES}, "

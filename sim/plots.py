@@ -28,6 +28,12 @@ _SPANS = [
     ("upload_start", "upload_end", "upload", "tab:orange"),
     ("transfer_paused", "transfer_resumed", "link outage", "tab:red"),  # outages that cut a transfer
     ("battery_depleted", "battery_recharged", "battery empty", "black"),
+    ("went_offline", "came_online", "offline, job paused", "tab:gray"),  # churn or a trace (on_offline: pause)
+]
+# Moments marked on the timeline: (event, marker, colour, label).
+_MARKS = [
+    ("job_dropout", "v", "tab:red", "job dropped out"),
+    ("device_left", "x", "black", "left"),
 ]
 
 
@@ -143,7 +149,7 @@ def plot_device_timeline(
     events: pd.DataFrame, path: str | Path, max_devices: int = 60, fmt: str | None = None, end_s: float = 0.0
 ) -> Path:
     """What each device was doing over time, up to `end_s` (the run's end) or the last event:
-    transfers, training, crypto, outages, empty battery.
+    transfers, training, crypto, outages, empty battery, offline pauses; job dropouts and departures marked.
 
     More than `max_devices` devices: that many, spread evenly over the ids, and the figure says so.
     """
@@ -161,10 +167,11 @@ def plot_device_timeline(
             if spans:
                 ax.broken_barh(spans, (row - 0.4, 0.8), color=colour, label=None if label in seen else label)
                 seen.add(label)
-        left = ev.loc[ev["event"] == "device_left", "time_s"]
-        if len(left):
-            ax.plot([left.iloc[0] / scale], [row], marker="x", color="black", label=None if "left" in seen else "left")
-            seen.add("left")
+        for event, marker, colour, label in _MARKS:
+            at = ev.loc[ev["event"] == event, "time_s"].to_numpy() / scale
+            if len(at):
+                ax.plot(at, np.full(len(at), row), marker, color=colour, ms=4, label=None if label in seen else label)
+                seen.add(label)
     ax.set_yticks(range(len(devices)), [str(d) for d in devices], fontsize=7 if len(devices) <= 30 else 5)
     ax.set_ylabel("device")
     ax.set_xlabel(f"simulated time ({unit})")

@@ -36,6 +36,6 @@ def test_the_dropout_notebook_runs_and_shows_its_plots(tmp_path: Path) -> None:
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 4  # sensitivity, accuracy bands, energy per class, a device timeline
-    assert (tmp_path / "sweep" / "sweep.csv").is_file()
-    assert len((tmp_path / "sweep" / "sweep.csv").read_text().splitlines()) == 1 + 4
+    assert len(images) == 2  # the study's figure and a device timeline
+    assert (tmp_path / "sweep" / "study.csv").is_file()
+    assert len((tmp_path / "sweep" / "sweep.csv").read_text().splitlines()) == 1 + 6  # 2 strategies x 3 scenarios
