@@ -63,7 +63,12 @@ class AvailabilityTrace:
 
 def read_availability_trace(path: str | Path) -> AvailabilityTrace:
     """Read an availability trace (`AVAILABILITY_FORMAT`); raises TraceError (TraceNotFoundError if missing)."""
-    return _read_cached(*_stat_key(path, "availability", AVAILABILITY_FORMAT))
+    try:
+        return _read_cached(*_stat_key(path, "availability", AVAILABILITY_FORMAT))
+    except TraceError:
+        raise
+    except (OSError, ValueError) as exc:  # unreadable (permissions, a NUL in the name, ...)
+        raise TraceError(f"cannot read the availability trace {str(path)!r}: {exc}") from None
 
 
 def assign_clients(trace: AvailabilityTrace, num_devices: int, seed: np.random.SeedSequence) -> np.ndarray:

@@ -169,8 +169,8 @@ def study_markdown(study: Study) -> str:
 
 def plot_study(study: Study, path: str | Path) -> Path:
     """study.png: final accuracy and time to target against the rate, one row of panels per kind; each line the
-    mean over seeds, its band the 95% interval; a hollow marker where not every seed reached the target (the
-    mean is over those that did)."""
+    mean over seeds, its band the 95% interval (for the time to target clipped to [0, horizon]); a hollow marker
+    where not every seed reached the target (the mean is over those that did; none reached: no point)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,18 +188,23 @@ def plot_study(study: Study, path: str | Path) -> Path:
             for x in strategies:
                 part = s[(s["kind"] == kind) & (s["strategy"] == x) & (s["metric"] == metric)].sort_values("rate")
                 c = colours[x]
+                lo, hi = part["lo"], part["hi"]
+                if metric == "time_to_target_s":  # a time to target lies in [0, horizon]: so does its band
+                    lo, hi = lo.clip(0.0, study.horizon_s), hi.clip(0.0, study.horizon_s)
                 ax.plot(part["rate"], part["mean"] * scale, "-", color=c, label=x)
-                ax.fill_between(part["rate"], part["lo"] * scale, part["hi"] * scale, color=c, alpha=0.15, lw=0)
+                ax.fill_between(part["rate"], lo * scale, hi * scale, color=c, alpha=0.15, lw=0)
                 full = part["n"] == part["total"]
                 ax.plot(part["rate"][full], part["mean"][full] * scale, "o", color=c, ms=4)
                 ax.plot(part["rate"][~full], part["mean"][~full] * scale, "o", mfc="white", color=c, ms=5)
+            if metric == "time_to_target_s":
+                ax.set_ylim(0, study.horizon_s)
             ax.set_xlabel(f"{KIND_TITLES[kind]}: rate")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     seeds = study.runs["seed"].nunique()
     fig.suptitle(f"{study.name}: mean and 95% band over {seeds} paired seeds, at {study.horizon_s:g} simulated s "
-                 "(hollow: not every seed reached the target)", fontsize=10)
+                 "(hollow: not every seed reached the target;\ntimes to target over the seeds that did, bands clipped to the horizon)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     path = Path(path)
     fig.savefig(path, dpi=110, format="png")

@@ -281,3 +281,10 @@ def test_a_relative_trace_path_is_taken_from_the_scenario_files_folder(tmp_path,
     (tmp_path / "s.yaml").write_text("failures:\n  availability_trace:\n    path: client_behave_trace\n")
     sc = load_scenario(tmp_path / "s.yaml")
     assert sc.failures.availability_trace.path == str(fedscale_pickle.resolve())
+
+
+def test_an_unreadable_trace_path_is_a_clear_error_not_a_traceback(tmp_path):
+    with pytest.raises(ScenarioError, match="availability trace"):
+        scenario_from_dict({"failures": {"availability_trace": {"path": str(tmp_path)}}})  # a folder
+    with pytest.raises(ScenarioError, match="availability trace"):
+        scenario_from_dict({"failures": {"availability_trace": {"path": "a\0b"}}})
