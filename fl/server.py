@@ -121,7 +121,8 @@ class Server:
         self.stats: Counter[str] = Counter()
         self._in_flight: dict[int, int] = {}  # client -> base version of its running job
         self._jobs: Counter[int] = Counter()  # client -> jobs it accepted (keys its delay draws)
-        self._release_at: dict[int, int] = {}  # client -> version at which its held-back update may arrive
+        # client -> when its held-back update may arrive, on the delay clock (`_delay_clock`)
+        self._release_at: dict[int, int] = {}
         self._held: list[UpdateArrived] = []
         self._pending: dict[int, tuple[int, PayloadRef | None]] = {}  # arrival uid -> (base version, handle)
         # client -> its last update (ppafl): a handle until fetched, then the payload itself
@@ -129,6 +130,7 @@ class Server:
         self._next_uid = 0
         self._round = 0  # advances at every open and close (tells a round's deadline whether it still counts)
         self._rounds_opened = 0
+        self._rounds_closed = 0
         self._round_members: set[int] = set()
         self._retry_scheduled = False
 
@@ -143,11 +145,12 @@ class Server:
     def receive(self, update: UpdateArrived, net: Network) -> None:
         """Called by the engine when a device's upload completes."""
         release = self._release_at.get(update.client, 0)
-        if self.version < release:
-            # An injected delay: the update reaches the server only at version `release`;
-            # the current round no longer waits for it.
+        if self._delay_clock() < release:
+            # An injected delay: the update reaches the server only when the delay clock reaches
+            # `release`; the current round no longer waits for it.
             self._held.append(update)
-            net.log("update_held", update.client, version=self.version, until_version=release)
+            unit = "until_round" if self.strategy.round_based else "until_version"
+            net.log("update_held", update.client, version=self.version, **{unit: release})
             self._after_client_done(update.client, net)
             return
         self._deliver(update, net)
@@ -228,10 +231,17 @@ class Server:
             accepted.append(c)
         return accepted
 
+    def _delay_clock(self) -> int:
+        """What injected delays count: rounds closed (round-based strategies: a round that aggregates
+        nothing still passes, so held updates cannot wait on a version only they could make), else
+        global versions."""
+        return self._rounds_closed if self.strategy.round_based else self.version
+
     def _delay(self, client: int, rounds: int, net: Network) -> None:
         """Hold `client`'s running job back: its update may arrive only `rounds` rounds after it started."""
         # Delays count rounds; an async strategy makes several versions per round.
-        self._release_at[client] = self.version + rounds * self.strategy.versions_per_round(self.clients_per_round)
+        per_round = 1 if self.strategy.round_based else self.strategy.versions_per_round(self.clients_per_round)
+        self._release_at[client] = self._delay_clock() + rounds * per_round
         net.log("delay_injected", client, version=self.version, rounds=rounds, job=self._jobs[client])
 
     def _fill(self, net: Network) -> None:
@@ -271,6 +281,7 @@ class Server:
         if round_id != self._round:
             return  # that round already closed
         self._round += 1  # invalidates this round's deadline
+        self._rounds_closed += 1
         if self.strategy.agent_source == "retrain":
             agents = self._retrained_agents(net)
         else:
@@ -278,6 +289,7 @@ class Server:
         plan = self.strategy.close_round(self.version, agents)
         if plan is not None:
             self._execute(plan, net)
+        self._release_held(net)  # also when the round made no version: delays still count it
         if self.strategy.agent_source == "retrain":
             for a in agents.values():
                 self._pending.pop(a.uid, None)  # an agent the plan did not take (no aggregation this round)
@@ -346,7 +358,7 @@ class Server:
         self._release_held(net)
 
     def _release_held(self, net: Network) -> None:
-        ready = [u for u in self._held if self._release_at.get(u.client, 0) <= self.version]
+        ready = [u for u in self._held if self._release_at.get(u.client, 0) <= self._delay_clock()]
         if not ready:
             return
         self._held = [u for u in self._held if u not in ready]
