@@ -176,7 +176,11 @@ def plot_device_timeline(
     ax.set_ylabel("device")
     ax.set_xlabel(f"simulated time ({unit})")
     ax.set_xlim(0, t_end / scale)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, frameon=False, fontsize=8)
+    if seen:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, frameon=False, fontsize=8)
+    else:  # nothing happened on any device (e.g. all offline): say so instead of an empty legend
+        ax.text(0.5, 0.5, "no device activity in this run", transform=ax.transAxes, ha="center", va="center",
+                fontsize=9, color="tab:red")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, format=fmt)

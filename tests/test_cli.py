@@ -154,11 +154,12 @@ def test_bad_flags_are_usage_errors(tmp_path, capsys, monkeypatch, argv, expecte
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # nothing written into the working directory
 
 
-def test_a_timeline_of_events_all_at_time_zero_draws_without_warnings(tmp_path):
+@pytest.mark.parametrize("event", ["battery_depleted", "round_open"])  # a mark; nothing a device shows
+def test_a_timeline_draws_without_warnings_even_with_no_device_activity(tmp_path, event):
     import warnings
 
-    events = pd.DataFrame({"time_s": [0.0, 0.0], "event": ["battery_depleted", "dropped_out"], "device": [0, 1],
-                           "version": 0})
+    events = pd.DataFrame({"time_s": [0.0, 0.0], "event": [event, "dropped_out" if event != "round_open" else event],
+                           "device": [0, 1] if event != "round_open" else [-1, -1], "version": 0})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plot_device_timeline(events, tmp_path / "t.png", end_s=30.0)
