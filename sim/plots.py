@@ -169,7 +169,10 @@ def plot_device_timeline(
     ax.set_ylabel("device")
     ax.set_xlabel(f"simulated time ({unit})")
     ax.set_xlim(0, t_end / scale)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, frameon=False, fontsize=8)
+    if seen:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, frameon=False, fontsize=8)
+    else:  # an empty frame would look like a drawing that failed
+        ax.text(0.5, 0.5, "no device did anything before the run ended", transform=ax.transAxes, ha="center")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, format=fmt)

@@ -40,6 +40,7 @@ __all__ = [
 
 MAX_TIME_S = 1.0e9  # ~32 years of simulated time: beyond any device's life, and float64 still resolves 0.1 us
 MAX_EVALUATIONS = 100_000  # each evaluation tests the model on the test set
+MIN_ROUND_DEADLINE_S = 1e-3  # below any network round trip: no job could finish in a round
 # Which data sets each model takes (input shape), and each data set's training samples.
 MODEL_DATASETS = {
     "mnist_2nn": ("mnist5k", "mnist"),
@@ -174,24 +175,44 @@ class StrategyConfig(_Section):
     client_fraction: float = Field(
         0.1, gt=0, le=1, description="C: share of devices invited per round (concurrency for async strategies)."
     )
-    round_deadline_s: float = Field(120.0, gt=0, description="Round deadline in s (fedavg, ppafl).")
-    delay_threshold: int = Field(6, ge=0, description="ppafl: updates staler than this many rounds get weight 0.")
+    round_deadline_s: float = Field(
+        120.0,
+        ge=MIN_ROUND_DEADLINE_S,
+        le=MAX_TIME_S,
+        description="Round deadline [s] (fedavg, ppafl; fedasync and fedbuff retry unfilled slots after "
+        "min(this, 30) s, at least 1 s); 1 ms (below any network round trip) to 1e9 s.",
+    )
+    delay_threshold: int = Field(
+        6, ge=0, le=1000,
+        description="ppafl: updates staler than this many rounds get weight 0; at most 1,000 (2^-1000 is far "
+        "below any integer weight) [rounds].",
+    )
     alpha: float = Field(0.6, gt=0, le=1, description="fedasync: mixing rate alpha.")
     staleness_fn: Literal["constant", "polynomial", "hinge"] = Field(
         "polynomial", description="fedasync: staleness function s(t - tau)."
     )
-    staleness_a: float = Field(0.5, ge=0, description="fedasync: exponent (polynomial) or slope (hinge) a.")
-    staleness_b: int = Field(4, ge=0, description="fedasync: hinge knee b (rounds).")
-    buffer_size: int = Field(5, ge=1, description="fedbuff: aggregate every K arrivals.")
-    server_lr: float = Field(1.0, gt=0, description="fedbuff: server learning rate eta_g.")
+    staleness_a: float = Field(
+        0.5, ge=0, le=100,
+        description="fedasync: exponent (polynomial) or slope (hinge) a; at most 100 (one round stale then "
+        "weighs 2^-100) [dimensionless].",
+    )
+    staleness_b: int = Field(4, ge=0, le=10_000_000, description="fedasync: hinge knee b [versions].")
+    buffer_size: int = Field(5, ge=1, le=1_000_000, description="fedbuff: aggregate every K arrivals [count].")
+    server_lr: float = Field(
+        1.0, gt=0, le=10, description="fedbuff: server learning rate eta_g; at most 10, like training.lr."
+    )
     weight_by_samples: bool = Field(True, description="Weight clients by their sample counts (fedavg, ppafl, fedbuff).")
 
 
 class InjectedDelayConfig(_Section):
     fraction: float = Field(
-        0.0, ge=0, le=1, description="The paper's setting: share of jobs whose update is held back 1..max_rounds versions."
+        0.0, ge=0, lt=1,
+        description="The paper's setting: share of jobs whose update is held back 1..max_rounds versions; below 1 "
+        "(holding back every update, no version could ever be made to release one).",
     )
-    max_rounds: int = Field(8, ge=1, description="Largest injected delay, in global versions.")
+    max_rounds: int = Field(
+        8, ge=1, le=10_000_000, description="Largest injected delay, in global versions (at most 1e7, as stop.max_versions)."
+    )
 
 
 class EncryptionConfig(_Section):

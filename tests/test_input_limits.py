@@ -22,18 +22,21 @@ from sim.scenario import (
     FailuresConfig,
     FleetConfig,
     FleetGroup,
+    InjectedDelayConfig,
     Scenario,
     ScenarioError,
     StopConfig,
+    StrategyConfig,
     TrainingConfig,
     load_scenario,
     scenario_from_dict,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every section with numbers (the strategy sections are checked with their strategies).
-BOUNDED = [DataConfig, TrainingConfig, FleetGroup, FleetConfig, FailuresConfig, EncryptionConfig, EvaluationConfig,
-           StopConfig, Scenario, ComputeSpec, BatterySpec, LinkSpec, MainsCharging, SolarHarvest]
+# Every section with numbers.
+BOUNDED = [DataConfig, TrainingConfig, FleetGroup, FleetConfig, FailuresConfig, StrategyConfig, InjectedDelayConfig,
+           EncryptionConfig, EvaluationConfig, StopConfig, Scenario, ComputeSpec, BatterySpec, LinkSpec,
+           MainsCharging, SolarHarvest]
 
 
 def _numeric_fields(model: type[BaseModel]) -> list[tuple[str, typing.Any]]:
