@@ -155,25 +155,39 @@ def preflight_warnings(scenario: Scenario, update_nbytes: int) -> list[str]:
 
 
 def _check_battery_cycles(scenario: Scenario) -> None:
-    """FlickeringBatteryError if a group's battery, back from empty, could empty and refill more than
-    MAX_BATTERY_CYCLES times before stop.max_time_s (idle drain and the recharge's peak power)."""
+    """FlickeringBatteryError if a group's battery could empty and refill more than MAX_BATTERY_CYCLES times
+    before stop.max_time_s.
+
+    That happens only while its recharge delivers less than the idle drain (and more than nothing): back at
+    resume_fraction x capacity_j, the device empties at idle, recharges while off, and so on. Each cycle lasts
+    at least the time to empty at idle plus the time to refill at the strongest such power.
+    """
+    from devices.recharge import recharge_profile
+
     limit = scenario.stop.max_time_s
     for i, g in enumerate(scenario.fleet.groups):
         b = g.profile().battery
         if b.recharge is None or b.capacity_j is None or b.idle_power_w <= 0:
             continue
-        peak_w = b.recharge.power_w if b.recharge.kind == "mains" else b.recharge.panel_w
+        profile = recharge_profile(b.recharge)
+        weak = [(p, hi - lo) for p, lo, hi in zip(profile.power, profile.edges, profile.edges[1:])
+                if 0 < p < b.idle_power_w]
+        if not weak:
+            continue
         resume_j = b.resume_fraction * b.capacity_j
-        cycle_s = resume_j / b.idle_power_w + resume_j / peak_w  # at least: drained at idle, refilled at peak
-        if limit / cycle_s > MAX_BATTERY_CYCLES:
+        strongest = max(p for p, _ in weak)
+        cycle_s = resume_j / b.idle_power_w + resume_j / strongest
+        weak_s = limit * sum(d for _, d in weak) / profile.period + cycle_s  # time spent under such power
+        cycles = weak_s / cycle_s
+        if cycles > MAX_BATTERY_CYCLES:
             raise FlickeringBatteryError(
                 f"scenario {scenario.name!r}: the batteries of groups[{i}] ({g.device}/{g.link}) come back from "
                 f"empty with resume_fraction x capacity_j = {resume_j:.3g} J, which the idle drain of "
-                f"{b.idle_power_w:g} W empties in {resume_j / b.idle_power_w:.3g} s and the recharge "
-                f"({peak_w:g} W at most) refills in {resume_j / peak_w:.3g} s: the device could flicker on and off "
-                f"~{limit / cycle_s:.2g} times before stop.max_time_s = {limit:g} s, more than the "
+                f"{b.idle_power_w:g} W empties in {resume_j / b.idle_power_w:.3g} s while the recharge gives "
+                f"{strongest:.3g} W at most, refilling it in {resume_j / strongest:.3g} s: the device could flicker "
+                f"on and off ~{cycles:.2g} times before stop.max_time_s = {limit:g} s, more than the "
                 f"{MAX_BATTERY_CYCLES:,} a run may integrate. Raise battery.capacity_j or battery.resume_fraction, "
-                "lower battery.idle_power_w, or shorten the run"
+                "lower battery.idle_power_w, give a recharge stronger than the idle drain, or shorten the run"
             )
 
 
