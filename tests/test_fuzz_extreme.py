@@ -69,7 +69,7 @@ from sim.watchdog import BudgetExceeded, RunBudget, resident_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("PPAFL_FUZZ_EXAMPLES", "0"))
-_WALL_S = 20.0  # a run still going after this is a hang: the budget below ends any honest run well before
+_WALL_S = 60.0  # a run still going after this is a hang: the budget below ends any honest run well before
 _MEMORY_LIMIT = 3 * 2**30  # the up-front estimate's limit: bigger scenarios are refused before they start
 _FUZZ = settings(
     derandomize=True,
@@ -95,6 +95,7 @@ class Tally:
         self.counts[outcome] += 1
         if outcome in ("crash", "hang", "wrong"):
             self.problems.append(f"{outcome}: {detail[:1500]}")
+            print(f"\n{self.problems[-1]}", flush=True)  # at once: a long run may be stopped before its report
 
     def check(self, minimum: int) -> None:
         assert self.problems == [], f"{len(self.problems)} problem(s); first: {self.problems[0]}"
