@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ppafl-installed
 
-.PHONY: demo test bench figures clean
+.PHONY: demo test lint bench figures clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "ppafl needs Python 3.11 or newer: set PYTHON=python3.11")'
@@ -20,6 +20,11 @@ demo: $(STAMP)
 ## Run the test suite on both cores.
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
+
+## Lint and type-check: ruff (style and bugs) and mypy (types of the packages and main.py), configs in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 ## Run the benchmarks (minutes; see benchmarks/README.md).
 bench: $(STAMP)

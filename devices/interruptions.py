@@ -103,7 +103,10 @@ class BatteryDepletion(InterruptionSource):
         self.battery = battery
 
     def available(self, t: float) -> bool:
-        return not self.battery.depleted_at(t)
+        # Asked only of an idle device, at times that never decrease: committing its idle drain up to t keeps
+        # every later question short (otherwise each integrates all the on/off cycles since the last job again).
+        self.battery.advance(t)
+        return not self.battery.depleted
 
     def first_interruption(self, segment: Segment) -> Interruption | None:
         t = self.battery.time_empty(segment.end, segment.load_w)

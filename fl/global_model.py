@@ -35,8 +35,12 @@ class GlobalModels:
         except KeyError:
             raise KeyError(f"global version {version} was already forgotten (kept: {sorted(self._versions)})") from None
 
-    def apply(self, plan: AggregationPlan, aggregate, weights: Sequence[int]) -> int:
-        """Decrypt `aggregate` (the integer-weighted sum of the plan's models) and store the next version."""
+    def apply(self, plan: AggregationPlan, aggregate, weights: Sequence[int]) -> int | None:
+        """Decrypt `aggregate` (the integer-weighted sum of the plan's models) and store the next version.
+
+        None, and no version, when the result holds NaN or a value beyond float32 (the server's step diverged,
+        e.g. a large FedBuff server_lr): the global model stays as it was.
+        """
         avg = self.codec.decrypt_average(aggregate)
         g = self.current.astype(np.float64)
         if plan.rule == "replace":
@@ -51,8 +55,12 @@ class GlobalModels:
             new = g + plan.delta_scale * (avg - base_avg)
         else:
             raise ValueError(f"unknown aggregation rule {plan.rule!r}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            new32 = new.astype(np.float32)
+        if not np.isfinite(new32).all():
+            return None
         self.version += 1
-        self._versions[self.version] = new.astype(np.float32)
+        self._versions[self.version] = new32
         return self.version
 
     def forget_before(self, version: int) -> None:

@@ -29,6 +29,10 @@ from fl.strategies import AggregationPlan, Arrival, Strategy
 
 __all__ = ["Network", "PayloadRef", "Server", "UpdateArrived"]
 
+# Async strategies that cannot fill a slot look again after the round deadline, within these bounds [s]: polling
+# faster than once a simulated second would spin the clock in steps that log nothing while no device is available.
+_RETRY_MIN_S, _RETRY_MAX_S = 1.0, 30.0
+
 
 class PayloadRef:
     """An opaque handle for an update's payload; only the client side knows what it refers to.
@@ -66,8 +70,9 @@ class Network(Protocol):
     def fetch(self, refs: Sequence[PayloadRef]) -> list[tuple[Any, str | None]]:
         """(payload, problem) per handle: the payload the client sent, or None and why it sent none."""
 
-    def publish(self, plan: AggregationPlan, aggregate: Any, weights: Sequence[int]) -> int:
-        """Hand an aggregate (None in time-only runs) to the key holders; the new global version."""
+    def publish(self, plan: AggregationPlan, aggregate: Any, weights: Sequence[int]) -> int | None:
+        """Hand an aggregate (None in time-only runs) to the key holders; the new global version, or None
+        when they refuse it (the resulting model is not finite)."""
 
     def version_created(self, version: int) -> None: ...
 
@@ -262,7 +267,7 @@ class Server:
             self._retry_scheduled = False
             self._fill(later)
 
-        net.call_at(net.now + min(self.round_deadline_s, 30.0), retry)
+        net.call_at(net.now + min(max(self.round_deadline_s, _RETRY_MIN_S), _RETRY_MAX_S), retry)
 
     def _open_round(self, net: Network) -> None:
         self._round += 1
@@ -343,7 +348,12 @@ class Server:
         weights = integer_weights([c.weight for c in contribs], self.weight_bits)
         timed_only = any(p is None for p in payloads)  # time-only runs carry no payloads
         aggregate = None if timed_only else self.aggregator.weighted_sum(payloads, weights)
-        self.version = net.publish(plan, aggregate, weights)
+        version = net.publish(plan, aggregate, weights)
+        if version is None:  # the step diverged: no version, the global model stays
+            self.stats["aggregates_rejected"] += 1
+            net.log("aggregate_rejected", -1, version=self.version, reason="the new global model is not finite")
+            return
+        self.version = version
         kinds = Counter(c.kind for c in contribs)
         self.stats["aggregations"] += 1
         self.stats["updates_aggregated"] += kinds["fresh"] + kinds["late"]

@@ -22,8 +22,10 @@ from sim.fleet import group_sizes
 from sim.scenario import TRAIN_SAMPLES, Scenario, ScenarioError
 
 __all__ = [
+    "MAX_BATTERY_CYCLES",
     "MAX_CYCLES_PER_TRANSFER",
     "EndlessTransferError",
+    "FlickeringBatteryError",
     "JobTime",
     "NoUpdatePossibleError",
     "job_times",
@@ -33,6 +35,7 @@ __all__ = [
 
 _ONE_IN_A_MILLION = 4.753  # standard normal quantile exceeded with probability 1e-6
 MAX_CYCLES_PER_TRANSFER = 100_000  # link up/down periods one transfer may span (each is drawn and kept)
+MAX_BATTERY_CYCLES = 100_000  # empty-recharge-empty cycles one device may go through in a run (each is integrated)
 _FAILURE_EVENTS = {
     "download_abandoned": "downloads abandoned after too many restarts",
     "upload_abandoned": "uploads abandoned after too many restarts",
@@ -47,6 +50,10 @@ class NoUpdatePossibleError(ScenarioError):
 
 class EndlessTransferError(ScenarioError):
     """A group's transfers outlast the run across so many link outages that drawing them would exhaust memory."""
+
+
+class FlickeringBatteryError(ScenarioError):
+    """A group's recharged batteries could empty and refill so often in the run that integrating them would hang."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ def preflight_warnings(scenario: Scenario, update_nbytes: int) -> list[str]:
     outlast the run across more than MAX_CYCLES_PER_TRANSFER outage cycles.
     """
     limit = scenario.stop.max_time_s
+    _check_battery_cycles(scenario)
     times = job_times(scenario, update_nbytes)
     if not times:
         return []
@@ -146,6 +154,43 @@ def preflight_warnings(scenario: Scenario, update_nbytes: int) -> list[str]:
     ]
 
 
+def _check_battery_cycles(scenario: Scenario) -> None:
+    """FlickeringBatteryError if a group's battery could empty and refill more than MAX_BATTERY_CYCLES times
+    before stop.max_time_s.
+
+    That happens only while its recharge delivers less than the idle drain (and more than nothing): back at
+    resume_fraction x capacity_j, the device empties at idle, recharges while off, and so on. Each cycle lasts
+    at least the time to empty at idle plus the time to refill at the strongest such power.
+    """
+    from devices.recharge import recharge_profile
+
+    limit = scenario.stop.max_time_s
+    for i, g in enumerate(scenario.fleet.groups):
+        b = g.profile().battery
+        if b.recharge is None or b.capacity_j is None or b.idle_power_w <= 0:
+            continue
+        profile = recharge_profile(b.recharge)
+        weak = [(p, hi - lo) for p, lo, hi in zip(profile.power, profile.edges, profile.edges[1:])
+                if 0 < p < b.idle_power_w]
+        if not weak:
+            continue
+        resume_j = b.resume_fraction * b.capacity_j
+        strongest = max(p for p, _ in weak)
+        cycle_s = resume_j / b.idle_power_w + resume_j / strongest
+        weak_s = limit * sum(d for _, d in weak) / profile.period + cycle_s  # time spent under such power
+        cycles = weak_s / cycle_s
+        if cycles > MAX_BATTERY_CYCLES:
+            raise FlickeringBatteryError(
+                f"scenario {scenario.name!r}: the batteries of groups[{i}] ({g.device}/{g.link}) come back from "
+                f"empty with resume_fraction x capacity_j = {resume_j:.3g} J, which the idle drain of "
+                f"{b.idle_power_w:g} W empties in {resume_j / b.idle_power_w:.3g} s while the recharge gives "
+                f"{strongest:.3g} W at most, refilling it in {resume_j / strongest:.3g} s: the device could flicker "
+                f"on and off ~{cycles:.2g} times before stop.max_time_s = {limit:g} s, more than the "
+                f"{MAX_BATTERY_CYCLES:,} a run may integrate. Raise battery.capacity_j or battery.resume_fraction, "
+                "lower battery.idle_power_w, give a recharge stronger than the idle drain, or shorten the run"
+            )
+
+
 def run_warnings(
     scenario: Scenario, summary: dict[str, Any], events: pd.DataFrame, devices: pd.DataFrame
 ) -> list[str]:
@@ -166,6 +211,11 @@ def run_warnings(
     if rejected:
         out.append(f"{rejected} update(s) were rejected (non-finite or out-of-range parameters; events.csv "
                    "has each as update_rejected)")
+    diverged = server.get("aggregates_rejected", 0)
+    if diverged:
+        out.append(f"{diverged} aggregate(s) were refused because the new global model would not be finite (the "
+                   "server's step diverged: lower strategy.server_lr or training.lr); events.csv has each as "
+                   "aggregate_rejected")
     ones = summary.get("aggregates_of_one", 0)
     if ones and scenario.encryption.mode != "off":
         out.append(f"{ones} of {versions} global versions were built from a single client's update: the key holders "
@@ -193,6 +243,10 @@ def _no_update_reason(devices: pd.DataFrame, events: pd.DataFrame) -> str:
         return "no device ever started a job (all declined, were offline, or the run ended first)"
     counts = events["event"].value_counts() if "event" in events else pd.Series(dtype=int)
     causes = [f"{int(counts[e])} {what}" for e, what in _FAILURE_EVENTS.items() if counts.get(e, 0)]
+    held = int(counts.get("update_held", 0))
+    if held:
+        causes.append(f"{held} held back by the injected delay (injected_delay.fraction) for a version that never "
+                      "came")
     unfinished = jobs - failed - (int(devices["updates_sent"].sum()) if len(devices) else 0)
     if unfinished > 0:
         causes.append(f"{unfinished} still running when the run ended")

@@ -150,8 +150,9 @@ class Simulation:
         uploads = [job.result() for job in jobs]
         return [(u.payload, u.problem if u.payload is None else None) for u in uploads]
 
-    def publish(self, plan: AggregationPlan, aggregate: Any, weights: Sequence[int]) -> int:
-        """The key holders decrypt the aggregate into the next global version (time-only: count it)."""
+    def publish(self, plan: AggregationPlan, aggregate: Any, weights: Sequence[int]) -> int | None:
+        """The key holders decrypt the aggregate into the next global version (time-only: count it); None when
+        that version would not be finite."""
         if self.models is None:
             return self.server.version + 1
         return self.models.apply(plan, aggregate, weights)

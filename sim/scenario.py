@@ -52,6 +52,7 @@ __all__ = [
 
 MAX_TIME_S = 1.0e9  # ~32 years of simulated time: beyond any device's life, and float64 still resolves 0.1 us
 MAX_EVALUATIONS = 100_000  # each evaluation tests the model on the test set
+MIN_ROUND_DEADLINE_S = 1e-3  # below any network round trip: no job could finish in a round
 # Which data sets each model takes (input shape), and each data set's training samples.
 MODEL_DATASETS = {
     "mnist_2nn": ("mnist5k", "mnist"),
@@ -218,8 +219,9 @@ class _StrategyBase(_Section):
         0.1, gt=0, le=1, description="C: share of devices invited per round (concurrency for async strategies)."
     )
     round_deadline_s: float = Field(
-        120.0, gt=0, le=1e9, allow_inf_nan=False,
-        description="Round deadline [s] (round-based strategies); async ones retry empty slots after min(this, 30 s).",
+        120.0, ge=MIN_ROUND_DEADLINE_S, le=MAX_TIME_S,
+        description="Round deadline [s] (round-based strategies); async ones retry unfilled slots after "
+        "min(this, 30) s, at least 1 s; 1 ms (below any network round trip) to 1e9 s.",
     )
     lr: float | None = Field(
         None, gt=0, le=10, allow_inf_nan=False,
@@ -288,13 +290,15 @@ class FedAsyncConfig(_StrategyBase):
     staleness_a: float = Field(
         0.5, ge=0, le=100, allow_inf_nan=False, description="Exponent (polynomial) or slope (hinge) a."
     )
-    staleness_b: int = Field(4, ge=0, le=10**6, description="Hinge knee b [versions].")
+    staleness_b: int = Field(4, ge=0, le=10_000_000, description="Hinge knee b [versions].")
 
 
 class FedBuffConfig(_StrategyBase):
     name: Literal["fedbuff"] = Field("fedbuff", description="Aggregation strategy.")
     buffer_size: int = Field(5, ge=1, le=10**6, description="Aggregate every K arrivals.")
-    server_lr: float = Field(1.0, gt=0, le=100, allow_inf_nan=False, description="Server learning rate eta_g.")
+    server_lr: float = Field(
+        1.0, gt=0, le=10, description="Server learning rate eta_g; at most 10, like training.lr."
+    )
     weight_by_samples: bool = Field(True, description="Weight clients by their sample counts.")
 
 
@@ -391,9 +395,10 @@ StrategyConfig = Annotated[
 
 class InjectedDelayConfig(_Section):
     fraction: float = Field(
-        0.0, ge=0, le=1,
+        0.0, ge=0, lt=1,
         description="The paper's setting: share of jobs (independent) or of a round's slots (batch, topup) whose "
-        "update is held back.",
+        "update is held back; below 1 (with every update held back an asynchronous run could never make the "
+        "version that releases one).",
     )
     model: Literal["independent", "batch", "topup"] = Field(
         "independent",

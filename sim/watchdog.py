@@ -5,7 +5,9 @@ is still within its `RunBudget`:
 
 - progress: simulated time must advance; a run that takes `max_steps_at_one_time` steps
   at one simulated instant is looping (e.g. jobs that fail the moment they start, so
-  rounds open and close at the same time);
+  rounds open and close at the same time); and something must happen: a run that takes
+  `max_steps_without_events` steps without logging a single event only spins timers
+  (e.g. a server polling for devices that never come);
 - events: at most `max_events` logged events;
 - memory: this process's resident memory at most `max_memory_bytes`.
 
@@ -26,6 +28,7 @@ from sim.scenario import ScenarioError
 __all__ = ["DEFAULT_MAX_EVENTS", "BudgetExceeded", "RunBudget", "Watchdog", "resident_bytes"]
 
 DEFAULT_MAX_EVENTS = 200_000_000  # ~4 GiB of event log at ~20 bytes an event
+DEFAULT_MAX_STEPS_WITHOUT_EVENTS = 1_000_000  # a 30 s poll that finds no device for a simulated year
 _STEPS_AT_ONE_TIME_BASE, _STEPS_AT_ONE_TIME_PER_DEVICE = 200_000, 50
 _MEMORY_EVERY = 16  # chunks between memory readings
 
@@ -45,9 +48,10 @@ class RunBudget:
     max_events: int | None = DEFAULT_MAX_EVENTS  # logged events; None: no limit
     max_memory_bytes: int | None = None  # resident memory of this process; None: no limit
     max_steps_at_one_time: int | None = None  # SimPy steps at one simulated instant; None: 200,000 + 50 per device
+    max_steps_without_events: int | None = DEFAULT_MAX_STEPS_WITHOUT_EVENTS  # SimPy steps logging nothing; None: any
 
     def __post_init__(self) -> None:
-        for name in ("max_events", "max_memory_bytes", "max_steps_at_one_time"):
+        for name in ("max_events", "max_memory_bytes", "max_steps_at_one_time", "max_steps_without_events"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"RunBudget.{name} must be a whole number >= 1 or None, got {value!r}")
@@ -88,6 +92,7 @@ class Watchdog:
         self._events, self._recent, self._what = events, recent, what
         self._time = -1.0
         self._steps_at_time = 0
+        self._events_seen, self._silent_steps, self._silent_since = -1, 0, 0.0
         self._checks = 0
         self.peak_memory_bytes = 0
 
@@ -100,7 +105,14 @@ class Watchdog:
         else:
             self._time, self._steps_at_time = now, steps
         budget = self.budget
-        if budget.max_events is not None and self._events() > budget.max_events:
+        events = self._events()
+        if events != self._events_seen:
+            self._events_seen, self._silent_steps, self._silent_since = events, 0, now
+        else:
+            self._silent_steps += steps
+            if budget.max_steps_without_events is not None and self._silent_steps > budget.max_steps_without_events:
+                self._stop_silent(now)
+        if budget.max_events is not None and events > budget.max_events:
             raise BudgetExceeded(
                 f"{self._what}: stopped at {now:.6g} simulated s after {self._events():,} events, over the event "
                 f"budget of {budget.max_events:,} ({self._doing()}). Shorten the run (stop.max_time_s, "
@@ -130,6 +142,16 @@ class Watchdog:
         recent = self._recent(10_000)
         top = ", ".join(f"{name} {count:,}" for name, count in list(recent.items())[:4])
         return f"most frequent of the last events: {top}" if top else "no events logged"
+
+    def _stop_silent(self, now: float) -> None:
+        raise BudgetExceeded(
+            f"{self._what}: nothing happens: {self._silent_steps:,} simulation steps from t = {self._silent_since:.6g} "
+            f"to {now:.6g} s without a single event (only timers run, e.g. the server polling for devices that are "
+            f"never available); stopped after {self._events():,} events. Make devices available (failures."
+            "unavailability, failures.daily_window, failures.dropout_rate) or shorten the run (stop.max_time_s); if "
+            "this is expected, raise the limit (run_scenario(..., budget=RunBudget(max_steps_without_events=...)))",
+            "no_progress",
+        )
 
     def _stop_no_progress(self, now: float) -> None:
         recent = self._recent(10_000)

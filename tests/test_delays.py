@@ -144,10 +144,10 @@ def test_the_reference_delay_models_leave_as_many_slots_delayed_as_the_reference
 
 @pytest.mark.parametrize("strategy", ["fedavg", "fedavg_straggler"])
 def test_delays_count_rounds_that_aggregate_nothing_so_every_slot_delayed_still_progresses(strategy):
-    # All slots delayed at once (fraction 1, batch): no fresh job is left to make a version, so the
+    # All slots delayed at once (batch, round(0.99 x 10 slots) = 10): no fresh job is left to make a version, so the
     # held updates must be released by rounds passing, not by versions only they could make.
     raw = _scenario(strategy)
-    raw.update(time_only=True, injected_delay={"fraction": 1.0, "model": "batch", "min_rounds": 1, "max_rounds": 3})
+    raw.update(time_only=True, injected_delay={"fraction": 0.99, "model": "batch", "min_rounds": 1, "max_rounds": 3})
     raw["strategy"]["round_deadline_s"] = 30
     raw["stop"] = {"max_time_s": 3600, "max_versions": 12}
     sim = _run(raw)

@@ -16,12 +16,14 @@ from pydantic import BaseModel
 from devices import BatterySpec, ComputeSpec, LinkSpec, MainsCharging, SolarHarvest
 from sim import safe_yaml
 from sim.scenario import (
+    STRATEGY_CONFIGS,
     DataConfig,
     EncryptionConfig,
     EvaluationConfig,
     FailuresConfig,
     FleetConfig,
     FleetGroup,
+    InjectedDelayConfig,
     Scenario,
     ScenarioError,
     StopConfig,
@@ -31,9 +33,10 @@ from sim.scenario import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every section with numbers (the strategy sections are checked with their strategies).
-BOUNDED = [DataConfig, TrainingConfig, FleetGroup, FleetConfig, FailuresConfig, EncryptionConfig, EvaluationConfig,
-           StopConfig, Scenario, ComputeSpec, BatterySpec, LinkSpec, MainsCharging, SolarHarvest]
+# Every section with numbers.
+BOUNDED = [DataConfig, TrainingConfig, FleetGroup, FleetConfig, FailuresConfig, *STRATEGY_CONFIGS.values(),
+           InjectedDelayConfig, EncryptionConfig, EvaluationConfig, StopConfig, Scenario, ComputeSpec, BatterySpec,
+           LinkSpec, MainsCharging, SolarHarvest]
 
 
 def _numeric_fields(model: type[BaseModel]) -> list[tuple[str, typing.Any]]:

@@ -33,7 +33,7 @@ def test_every_shipped_scenario_validates(path):
     [
         ("strategy:\n  nmae: ppafl\n", r"strategy\.nmae: unknown key"),
         ("fleet:\n  num_devices: many\n", r"fleet\.num_devices = 'many'"),
-        ("strategy:\n  round_deadline_s: -5\n", r"strategy\.round_deadline_s = -5: .*greater than 0"),
+        ("strategy:\n  round_deadline_s: -5\n", r"strategy\.round_deadline_s = -5: .*greater than or equal to 0.001"),
         (
             "fleet:\n  groups:\n    - {device: rpi4, share: 0.5}\n    - {device: laptop, share: 0.4}\n",
             r"shares must sum to 1, got 0.9",
