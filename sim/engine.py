@@ -50,6 +50,7 @@ __all__ = ["TRAIN_FLOPS_PER_FORWARD", "Simulation", "fleet_from_scenario", "serv
 
 _CHUNK = 2048  # SimPy steps between two watchdog checks
 _GC_EVERY = 256  # chunks between two collections of the young generations while the engine runs
+DIVERGED_AFTER = 50  # non-finite updates in a row, with no version between, that end a run as diverged
 
 
 class Simulation:
@@ -89,6 +90,7 @@ class Simulation:
         self._work: weakref.WeakKeyDictionary[PayloadRef, Job] = weakref.WeakKeyDictionary()
         self._next_ref = 0
         self._running: dict[int, DeviceJob] = {}
+        self._unusable_in_a_row = 0  # updates (or aggregates) refused as not finite since the last version
 
     @classmethod
     def from_scenario(
@@ -148,14 +150,30 @@ class Simulation:
         jobs = [self._work.pop(ref) for ref in refs]
         resolve_all(list(jobs))
         uploads = [job.result() for job in jobs]
+        for u in uploads:
+            self._unusable_in_a_row = 0 if u.payload is not None else self._unusable_in_a_row + 1
+        self._stop_if_diverged()
         return [(u.payload, u.problem if u.payload is None else None) for u in uploads]
+
+    def _stop_if_diverged(self) -> None:
+        """End a run whose training diverged: it would retrain from the same model and fail again, forever."""
+        most = max(DIVERGED_AFTER, 5 * self.server.clients_per_round)
+        if self._unusable_in_a_row >= most:
+            self.monitor.finish(
+                f"training diverged: the last {self._unusable_in_a_row} updates or aggregates were not finite and no "
+                "global version was made in between; lower training.lr (or strategy.lr)"
+            )
 
     def publish(self, plan: AggregationPlan, aggregate: Any, weights: Sequence[int]) -> int | None:
         """The key holders decrypt the aggregate into the next global version (time-only: count it); None when
         that version would not be finite."""
         if self.models is None:
             return self.server.version + 1
-        return self.models.apply(plan, aggregate, weights)
+        version = self.models.apply(plan, aggregate, weights)
+        if version is None:
+            self._unusable_in_a_row += 1
+            self._stop_if_diverged()
+        return version
 
     def log(self, event: str, device: int = -1, **info: Any) -> None:
         version = info.pop("version", self.server.version)
@@ -177,6 +195,7 @@ class Simulation:
         return UpdateArrived(client, base_version, w.num_samples(client), self.now, ref)
 
     def version_created(self, version: int) -> None:
+        self._unusable_in_a_row = 0
         if self.models is not None:
             self.models.forget_before(self.server.oldest_version_in_use())
         self.monitor.version_created(self, version)

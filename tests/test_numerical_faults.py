@@ -82,3 +82,19 @@ def test_a_huge_learning_rate_diverges_without_poisoning_the_global_model():
     assert np.isfinite(result.metrics["loss"]).all()
     rejected = result.events[result.events["event"] == "update_rejected"]
     assert len(rejected) == stats["updates_rejected"]
+
+
+def test_a_run_whose_training_diverges_every_time_stops_and_says_so():
+    """Class: with every update non-finite no version is ever made, each round retrains from the same model
+    and fails again, and a run asked for many versions ran until its event budget (the paper's -lr 10)."""
+    from sim.engine import DIVERGED_AFTER
+
+    raw = {**SMALL, "training": {**SMALL["training"], "lr": 10}, "evaluation": {"interval_s": None},
+           "stop": {"max_time_s": 1e9, "max_versions": 1000}}
+    result = run_scenario(scenario_from_dict(raw))
+    s = result.summary
+    assert s["versions"] == 0 and s["stop_reason"].startswith("training diverged") and "lower training.lr" in s[
+        "stop_reason"]
+    # stopped within the round in which the count reached its limit (4 clients a round)
+    assert DIVERGED_AFTER <= s["server"]["updates_rejected"] < DIVERGED_AFTER + 4
+    assert s["simulated_time_s"] < 1e6
