@@ -151,7 +151,7 @@ class Simulation:
         resolve_all(list(jobs))
         uploads = [job.result() for job in jobs]
         for u in uploads:
-            self._unusable_in_a_row = 0 if u.payload is not None else self._unusable_in_a_row + 1
+            self._unusable_in_a_row = self._unusable_in_a_row + 1 if u.payload is None and u.problem else 0
         self._stop_if_diverged()
         return [(u.payload, u.problem if u.payload is None else None) for u in uploads]
 
