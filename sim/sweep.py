@@ -230,6 +230,15 @@ def _clear_stale_partials(cells_dir: Path, cells: list[Cell]) -> None:
             shutil.rmtree(partial, ignore_errors=True)
 
 
+def _as_validated_now(scenario: dict[str, Any]) -> dict[str, Any]:
+    """A stored run's scenario as today's schema reads it: fields added since it ran take their defaults
+    (which keep the old behaviour), so a finished run is not mistaken for a different one."""
+    try:
+        return scenario_from_dict(scenario).to_dict()
+    except ScenarioError:
+        return scenario  # no longer valid: it differs, and the comparison will say where
+
+
 def _can_finish(partial: Path, scenario: Scenario | None, version: str) -> bool:
     """A finished run of this cell's scenario, or an unfinished one `sim.manifest` resumes
     (same scenario, same ppafl version: another version's would refuse to resume)."""
@@ -240,7 +249,7 @@ def _can_finish(partial: Path, scenario: Scenario | None, version: str) -> bool:
         if manifest is None or scenario is None:
             return False
         if manifest["status"] == "finished":
-            return bool(manifest.get("scenario") == scenario.to_dict())
+            return bool(_as_validated_now(manifest.get("scenario") or {}) == scenario.to_dict())
         _check_resumable(partial, manifest, scenario, version)
     except RunDirError:
         return False
@@ -251,7 +260,7 @@ def _check_finished(cell: Cell, summary_path: Path) -> None:
     """A finished cell must have run this cell's scenario; otherwise its numbers would mislead."""
     from sim.manifest import differences
 
-    done = json.loads(summary_path.read_text())["scenario"]
+    done = _as_validated_now(json.loads(summary_path.read_text())["scenario"])
     diffs = [f"{f} was {a!r}, is {b!r} now" for f, a, b in differences(done, cell.scenario.to_dict())]
     if diffs:
         raise ScenarioError(

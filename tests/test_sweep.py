@@ -229,6 +229,19 @@ def test_a_changed_scenario_is_refused_rather_than_mixed_with_old_cells(tiny: Pa
         run_sweep(*plan_sweep(tiny, ["seed=0", "stop.max_time_s=6"]), out, jobs=1, progress=False)
 
 
+def test_a_cell_finished_before_a_field_was_added_is_still_the_same_run(tiny: Path, tmp_path: Path) -> None:
+    # A field added to the schema later (with a default that keeps the old behaviour) is absent from the
+    # stored scenario: the finished cell is that scenario, not a different one.
+    out = tmp_path / "sweep"
+    run_sweep(*plan_sweep(tiny, ["seed=0"]), out, jobs=1, progress=False)
+    (summary_path,) = (out / "cells").glob("*/summary.json")
+    summary = json.loads(summary_path.read_text())
+    del summary["scenario"]["failures"]["job_dropout"], summary["scenario"]["failures"]["churn"]
+    summary_path.write_text(json.dumps(summary))
+    again = run_sweep(*plan_sweep(tiny, ["seed=0"]), out, jobs=1, progress=False)
+    assert again.ran == [] and len(again.skipped) == 1
+
+
 def test_process_executor_needs_one_sweep_worker_and_says_so(tiny: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="use --jobs 1 --executor process"):
         run_sweep(*plan_sweep(tiny, ["seed=0"]), tmp_path / "s", jobs=2, executor="process", progress=False)
