@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from harness import simulate
 
 from fl.batched import batchable, batched_local_update
 from fl.executors import (
@@ -31,7 +32,6 @@ from fl.secure import PlainVector, make_codec
 from fl.spool import Spooled, ship, spool_directory, unship
 from fl.training import TrainConfig, local_update
 from sim.engine import Simulation
-from sim.scenario import scenario_from_dict
 
 # Batched kernels add in another order than the one-client loop: a few float32 ULPs per
 # step (one update: <= 1e-6), then the 2^-16 fixed-point step may round either way and a
@@ -54,12 +54,7 @@ SCENARIO = {
 
 
 def _simulate(executor: str) -> Simulation:
-    sim = Simulation.from_scenario(scenario_from_dict(SCENARIO), executor=executor)
-    try:
-        sim.run()
-    finally:
-        sim.workload.executor.close()
-    return sim
+    return simulate(SCENARIO, executor)
 
 
 @pytest.fixture(scope="module")

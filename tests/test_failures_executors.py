@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from harness import simulate
 
 from fl.executors import EXECUTORS, BatchedExecutor
 from sim.engine import Simulation
-from sim.scenario import scenario_from_dict
 
 SCENARIO = {
     "seed": 5,
@@ -27,12 +27,7 @@ SCENARIO = {
 
 
 def _simulate(executor: str) -> Simulation:
-    sim = Simulation.from_scenario(scenario_from_dict(SCENARIO), executor=executor)
-    try:
-        sim.run()
-    finally:
-        sim.workload.executor.close()
-    return sim
+    return simulate(SCENARIO, executor)
 
 
 @pytest.fixture(scope="module")

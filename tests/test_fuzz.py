@@ -14,7 +14,6 @@ import copy
 import hashlib
 import io
 import json
-import signal
 import sys
 import time
 from collections import Counter
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from harness import Hang, time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -104,29 +104,11 @@ def _report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     print(f"\nfuzz report ({path}):\n{json.dumps(data, indent=2)}")
 
 
-class _Hang(BaseException):
-    pass
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    def _raise(_sig: int, _frame: object) -> None:
-        raise _Hang()
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _classify(tally: Tally, fn: Callable[[], Any], clear: tuple[type[BaseException], ...], what: Any) -> None:
     try:
-        with _time_limit(_HANG_S):
+        with time_limit(_HANG_S):
             fn()
-    except _Hang:
+    except Hang:
         tally.record("hang", f"over {_HANG_S} s: {what!r}")
     except clear as exc:
         tally.record("clear_error" if str(exc).strip() else "crash", f"empty message for {what!r}")
@@ -308,11 +290,11 @@ def _stub(*_args: Any, **_kwargs: Any) -> None:
 def _run_cli(tally: Tally, argv: list[str]) -> None:
     err, out = io.StringIO(), io.StringIO()
     try:
-        with _time_limit(_HANG_S), contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        with time_limit(_HANG_S), contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             rc = main(argv)
     except _Accepted:
         tally.record("accepted")
-    except _Hang:
+    except Hang:
         tally.record("hang", repr(argv))
     except SystemExit as exc:  # argparse: usage + message, exit 2 (or --help, exit 0)
         if exc.code == 2 and "usage:" in err.getvalue():

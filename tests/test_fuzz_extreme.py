@@ -29,7 +29,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import traceback
@@ -43,6 +42,7 @@ import annotated_types
 import numpy as np
 import pytest
 import yaml
+from harness import Hang, time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -125,24 +125,6 @@ def _report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     path = tmp_path_factory.getbasetemp() / "fuzz_extreme_report.json"
     path.write_text(json.dumps(data, indent=2))
     print(f"\nextreme fuzz report ({path}):\n{json.dumps(data, indent=2)}")
-
-
-class _Hang(BaseException):
-    pass
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    def _raise(_sig: int, _frame: object) -> None:
-        raise _Hang()
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # ------------------------------------------------------------------ values at the edges of each field
@@ -458,10 +440,10 @@ def classify(tally: Tally, raw: dict[str, Any]) -> None:
             print(f"schema: {str(exc)[:300]}")
         return
     try:
-        with _time_limit(_WALL_S):
+        with time_limit(_WALL_S):
             res = run_scenario(scenario, memory_limit=_MEMORY_LIMIT, budget=_budget())
             problems = wrongs(scenario, res)
-    except _Hang:
+    except Hang:
         tally.record("hang", f"over {_WALL_S} s: {raw!r}")
         return
     except (ScenarioError, CryptoError) as exc:
@@ -508,9 +490,9 @@ _DOCUMENTED = {0, 2, 3}  # finished; bad input or refused; finished without a gl
 def _cli(tally: Tally, prog: str, fn: Any, argv: list[str], out: Path) -> None:
     err, stdout = io.StringIO(), io.StringIO()
     try:
-        with _time_limit(_WALL_S), contextlib.redirect_stderr(err), contextlib.redirect_stdout(stdout):
+        with time_limit(_WALL_S), contextlib.redirect_stderr(err), contextlib.redirect_stdout(stdout):
             rc = fn(argv)
-    except _Hang:
+    except Hang:
         tally.record("hang", f"{prog} {argv!r}")
         return
     except SystemExit as exc:
@@ -667,7 +649,7 @@ def test_async_strategies_do_not_spin_polling_for_devices(unavailable):
     """Class: fedasync/fedbuff retried an unfilled slot every round_deadline_s, logging nothing: a 1 ms (before:
     5e-324 s) deadline with no device available span the clock in steps no budget counted (a hang)."""
     raw = _time_only(failures=unavailable, strategy={"name": "fedasync", "round_deadline_s": 1e-3})
-    with _time_limit(10.0):
+    with time_limit(10.0):
         res = run_scenario(scenario_from_dict(raw))
     assert res.summary["stop_reason"] == "reached the time limit 3600 s" and res.summary["versions"] == 0
 
@@ -693,7 +675,7 @@ def test_batteries_that_would_flicker_are_refused_and_the_rest_stay_fast():
                 "recharge": {"kind": "mains", "windows": [[0, 24]], "power_w": 0.5}}
     raw["fleet"]["groups"][0]["battery"] = battery
     raw["stop"]["max_time_s"] = 1e5
-    with _time_limit(20.0):
+    with time_limit(20.0):
         res = run_scenario(scenario_from_dict(raw))
     assert res.summary["simulated_time_s"] == 1e5 and not wrongs(scenario_from_dict(raw), res)
     assert res.devices["battery_depletions"].min() > 100
