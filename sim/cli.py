@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "EXECUTOR_NAMES",
@@ -25,7 +25,7 @@ __all__ = [
     "seed",
 ]
 
-
+T = TypeVar("T")
 EXECUTOR_NAMES = ("sequential", "batched", "process", "ray")  # fl.executors.EXECUTORS (torch-free here)
 EXIT_OK, EXIT_INTERNAL, EXIT_ERROR, EXIT_NO_MODEL = 0, 1, 2, 3
 RUN_HINT = ("Point data.root at the folder that holds it (--set data.root=PATH), set data.download: true to fetch "
@@ -162,25 +162,18 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from sim.study_plots import plot_sweep, sensitivity_table
-    from sim.sweep import SweepCellError, plan_sweep, run_sweep
+    from sim.sweep import plan_sweep, run_sweep
 
     logging.getLogger("ppafl").setLevel(logging.WARNING)  # each cell's start-up notes would drown the bar
     cells, fields = plan_sweep(args.scenario, list(args.set or []), seeds=args.seeds)
     before = sum((Path(args.out) / "cells" / c.id / "summary.json").is_file() for c in cells)
     print(f"sweep: {len(cells)} cells ({before} finished before) into {args.out}/cells/", file=sys.stderr)
-    try:
-        with _sigterm_as_interrupt():
-            result = run_sweep(
-                cells, fields, args.out, jobs=args.jobs, executor=args.executor, progress=not args.quiet,
-                backend=args.backend, address=args.address,
-            )
-    except (SweepCellError, ImportError) as exc:  # a failed cell; Ray asked for but not installed
-        print(f"ppafl: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        print(f"ppafl: sweep stopped; finished cells are kept. Resume with the same command:\n  "
-              f"{shlex.join(['ppafl', *args.argv])}", file=sys.stderr)
-        return _exit_code(exc)
+    result, code = _study(args, "sweep", "cells", lambda: run_sweep(
+        cells, fields, args.out, jobs=args.jobs, executor=args.executor, progress=not args.quiet,
+        backend=args.backend, address=args.address,
+    ))
+    if result is None:
+        return code
     figures = plot_sweep(result.out, result.table, fields)
     n_nodes = len(set(result.nodes.values()))
     where = f" on {n_nodes} Ray node{'s' * (n_nodes != 1)}" if args.backend == "ray" and result.nodes else ""
@@ -191,27 +184,37 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace, command: str, unit: str, run: Callable[[], T]) -> tuple[T | None, int]:
+    """(what `run` returned, 0), or (None, exit code) after one line: a failed cell or a missing Ray (2), or an
+    interrupt (130/143), which keeps the finished `unit` and prints the command that resumes."""
+    from sim.sweep import SweepCellError
+
+    try:
+        with _sigterm_as_interrupt():
+            return run(), 0
+    except (SweepCellError, ImportError) as exc:  # a failed cell; Ray asked for but not installed
+        print(f"ppafl: error: {exc}", file=sys.stderr)
+        return None, 2
+    except KeyboardInterrupt as exc:
+        print(f"ppafl: {command} stopped; finished {unit} are kept. Resume with the same command:\n  "
+              f"{shlex.join(['ppafl', *args.argv])}", file=sys.stderr)
+        return None, _exit_code(exc)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from sim.compare import compare, markdown, parse_strategies
-    from sim.sweep import SweepCellError
 
     strategies = parse_strategies(list(args.strategy or []))
     print(f"compare: {len(strategies)} strategies x {args.seeds} paired seeds into {args.out}/cells/", file=sys.stderr)
-    try:
-        with _sigterm_as_interrupt():
-            comp, files, result = compare(
-                args.scenario, strategies, args.out, seeds=args.seeds, sets=list(args.set or []),
-                baseline=args.baseline, jobs=args.jobs, executor=args.executor, progress=not args.quiet,
-                backend=args.backend, address=args.address,
-                last_k=args.last_k, target=args.target, at_rounds=args.at_rounds, at_time_s=args.at_time,
-            )
-    except (SweepCellError, ImportError) as exc:  # a failed run; Ray asked for but not installed
-        print(f"ppafl: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        print(f"ppafl: compare stopped; finished runs are kept. Resume with the same command:\n  "
-              f"{shlex.join(['ppafl', *args.argv])}", file=sys.stderr)
-        return _exit_code(exc)
+    done, code = _study(args, "compare", "runs", lambda: compare(
+        args.scenario, strategies, args.out, seeds=args.seeds, sets=list(args.set or []),
+        baseline=args.baseline, jobs=args.jobs, executor=args.executor, progress=not args.quiet,
+        backend=args.backend, address=args.address,
+        last_k=args.last_k, target=args.target, at_rounds=args.at_rounds, at_time_s=args.at_time,
+    ))
+    if done is None:
+        return code
+    comp, files, result = done
     print(f"ran {len(result.ran)} runs, {len(result.skipped)} were finished before")
     print(markdown(comp))
     print(f"outputs in {args.out}/: " + " ".join(p.name for p in files))
