@@ -1,10 +1,14 @@
-"""Helpers shared by several test modules: a wall-clock limit for fuzzing, and a whole simulated run."""
+"""Helpers shared by several test modules: a wall-clock limit for fuzzing, a whole simulated run, and killing
+a sweep or comparison after its first finished cell."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sim.engine import Simulation
@@ -39,3 +43,19 @@ def simulate(scenario: dict[str, Any], executor: str) -> Simulation:
     finally:
         sim.workload.executor.close()
     return sim
+
+
+def finished_cells(out: Path) -> dict[str, int]:
+    """summary.json modification times [ns] of a sweep's or comparison's finished cells (not `.partial-*`)."""
+    found = (out / "cells").glob("*/summary.json")
+    return {p.parent.name: p.stat().st_mtime_ns for p in found if not p.parent.name.startswith(".")}
+
+
+def kill_after_first_cell(cmd: list[str], out: Path, cwd: Path, env: dict[str, str], wait_s: float = 120) -> None:
+    """Start `cmd` and SIGKILL it as soon as a cell under `out` has finished (or after `wait_s`)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + wait_s
+    while not finished_cells(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

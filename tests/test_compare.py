@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from harness import finished_cells, kill_after_first_cell
 
 from sim.cli import main
 from sim.compare import parse_strategies, plan_compare, run_metrics, summarise
@@ -158,30 +157,19 @@ def test_compare_runs_and_writes_its_tables(tiny: Path, tmp_path: Path, capsys):
     assert "--baseline fedbuff: not one of the compared strategies" in capsys.readouterr().err
 
 
-def _finished(out: Path) -> dict[str, int]:
-    """summary.json modification times of the finished runs (not of `.partial-*` ones)."""
-    found = (out / "cells").glob("*/summary.json")
-    return {p.parent.name: p.stat().st_mtime_ns for p in found if not p.parent.name.startswith(".")}
-
-
 @pytest.mark.slow
 def test_a_killed_compare_resumes_without_recomputing_finished_runs(tiny: Path, tmp_path: Path):
     out = tmp_path / "cmp"
     cmd = [sys.executable, "-m", "sim.cli", "compare", str(tiny), "--strategy", "fedavg_straggler,asyfl",
            "--seeds", "2", "--out", str(out), "--jobs", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while not _finished(out) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    first = _finished(out)
+    kill_after_first_cell(cmd, out, ROOT, env)
+    first = finished_cells(out)
     assert len(first) == 1, "the comparison should have been killed after its first run"
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr
     assert "ran 3 runs, 1 were finished before" in done.stdout
-    after = _finished(out)
+    after = finished_cells(out)
     assert len(after) == 4 and {k: after[k] for k in first} == first
     fresh = tmp_path / "fresh"
     uninterrupted = [*cmd[:cmd.index("--out") + 1], str(fresh), "--jobs", "1", "--quiet"]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from harness import finished_cells, kill_after_first_cell
 
 from sim.backends import SweepCellError, _check_node
 from sim.cli import main
@@ -116,23 +115,17 @@ def test_cell_row_reads_accuracy_at_fixed_times_and_losses() -> None:
     assert row["time_to_target_s"] == 60.0
 
 
-def _mtimes(out: Path) -> dict[str, float]:
-    """summary.json modification times of the finished cells (not of `.partial-*` ones)."""
-    found = (out / "cells").glob("*/summary.json")
-    return {p.parent.name: p.stat().st_mtime_ns for p in found if not p.parent.name.startswith(".")}
-
-
 def test_a_second_run_computes_nothing_new(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     sets = ["failures.dropout_rate=0,0.5", "strategy.name=ppafl,fedasync"]
     cells, fields = plan_sweep(tiny, sets)
     first = run_sweep(cells, fields, out, jobs=1, progress=False)
     assert len(first.ran) == 4 and first.skipped == []
-    stamps = _mtimes(out)
+    stamps = finished_cells(out)
     assert len(stamps) == 4
     second = run_sweep(*plan_sweep(tiny, sets), out, jobs=1, progress=False)
     assert second.ran == [] and len(second.skipped) == 4
-    assert _mtimes(out) == stamps
+    assert finished_cells(out) == stamps
     table, read_fields = read_sweep(out)
     assert read_fields == fields and len(table) == 4
     assert list(table[["failures.dropout_rate", "strategy.name"]].itertuples(index=False, name=None)) == [
@@ -262,18 +255,13 @@ def test_a_killed_sweep_resumes_without_recomputing_finished_cells(tiny: Path, t
     cmd = [sys.executable, "-m", "sim.cli", "sweep", str(tiny), "--set", "failures.dropout_rate=0,0.4",
            "--out", str(out), "--jobs", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while not _mtimes(out) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    first = _mtimes(out)
+    kill_after_first_cell(cmd, out, ROOT, env)
+    first = finished_cells(out)
     assert len(first) == 1, "the sweep should have been killed after its first cell"
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "ran 1 cells, 1 were finished before" in done.stdout
-    after = _mtimes(out)
+    after = finished_cells(out)
     assert len(after) == 2
     assert {k: after[k] for k in first} == first
     assert not list((out / "cells").glob(".partial-*"))
