@@ -296,15 +296,8 @@ def out_dir(text: str) -> str:
     return text
 
 
-def seed(text: str) -> int:
-    """A --seed value: an integer in the scenario's range."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: use 0 to {2**32 - 1}")
-    return value
+seed = _int_in(0, 2**32 - 1)
+"""A --seed value: an integer in the scenario's range (32 bits)."""
 
 
 def _positive_float(text: str) -> float:
@@ -375,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="run a scenario over a grid of values and seeds; plot the sensitivity")
     sweep.add_argument("scenario", help="scenario YAML file (see scenarios/)")
-    sweep.add_argument("--out", required=True, help="sweep directory (rerun it to resume: finished cells are kept)")
+    sweep.add_argument("--out", required=True, type=out_dir, help="sweep directory (rerun it to resume: finished cells are kept)")
     sweep.add_argument(
         "--set", action="append", metavar="KEY.PATH=V1,V2,...",
         help="sweep a field over comma-separated values, or override it with a single value",
