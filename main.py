@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fl.strategies import PRESETS
 from sim.cli import EXECUTOR_NAMES, console, guarded, out_dir, run_and_report, seed
-from sim.scenario import PRESETS
 
 _MODEL_DATASET = {"mnist_2nn": "mnist", "mnist_cnn": "mnist", "cifar_cnn": "cifar10", "cifar_cnn3": "cifar10"}
 _CHECKOUT = Path(__file__).resolve().parent
@@ -144,9 +144,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         root = find_data_root(scenario.data.dataset)
         scenario = scenario.model_copy(update={"data": scenario.data.model_copy(update={"root": str(root)})})
 
-    from sim.progress import RunProgress
+    from sim.runner.progress import RunProgress
 
-    progress = False if args.quiet else RunProgress(scenario, unit="rounds", announce_evaluations=True)
+    progress = False if args.quiet else RunProgress.of(scenario, unit="rounds", announce_evaluations=True)
     resume = shlex.join(["python", "main.py", *(a for a in argv if a != "--overwrite")])
     return run_and_report(
         "main.py", scenario, Path(args.out), resume, executor=args.executor, progress=progress,

@@ -65,7 +65,7 @@ def time_only_scenario(devices: int, versions: int, per_round: int | None = None
 def run_cell(devices: int, versions: int, per_round: int | None = None) -> dict[str, Any]:
     """One time-only run in this process: build and run CPU, per-event and per-update cost, peak RSS."""
     from sim.engine import Simulation
-    from sim.runner import _device_table
+    from sim.engine.result import _device_table
     from sim.scenario import scenario_from_dict
 
     scenario = scenario_from_dict(time_only_scenario(devices, versions, per_round))
@@ -120,7 +120,7 @@ def _timed(owner: Any, attr: str, bucket: str, spent: dict[str, float]) -> Itera
 def breakdown() -> dict[str, Any]:
     """Shares of a full run's wall time: training, crypto, evaluation, engine."""
     import fl.jobs
-    import sim.workload
+    import sim.engine.workload
     from crypto.secure_agg import Aggregator, KeyHolder
     from sim.engine import Simulation
     from sim.scenario import scenario_from_dict
@@ -160,7 +160,7 @@ def sweep_speedup() -> dict[str, Any]:
     """Wall seconds of a 4-cell sweep with 1 and with 2 worker processes."""
     import tempfile
 
-    from sim.sweep import plan_sweep, run_sweep
+    from sim.studies.sweep import plan_sweep, run_sweep
 
     sets = ["failures.dropout_rate=0,0.2,0.4,0.6", "encryption.mode=modeled"]  # cells as long as the quickstart
     cells, fields = plan_sweep(ROOT / "scenarios" / "quickstart.yaml", sets)

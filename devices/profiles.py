@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -18,7 +18,10 @@ from pydantic import ValidationError
 
 from devices.specs import CRYPTO_FLOPS_PER_PARAM, BooleanNumberError, DeviceProfile, error_text, field_at
 
-__all__ = ["DEVICE_CLASSES", "LINK_CLASSES", "ProfileError", "resolve_profile", "suggest"]
+__all__ = [
+    "DEVICE_CLASSES", "LINK_CLASSES", "ProfileError", "add_device_class", "add_link_class", "group_sizes", "resolve_profile",
+    "suggest",
+]
 
 
 class ProfileError(ValueError):
@@ -292,6 +295,53 @@ def _format_errors(problems: list[tuple[str, Any, str]], where: str) -> str:
     return "\n".join(lines)
 
 
+def group_sizes(shares: Sequence[float], total: int) -> list[int]:
+    """Split `total` by `shares` with the largest-remainder method (sizes sum to total)."""
+    exact = [s * total for s in shares]
+    sizes = [int(x) for x in exact]
+    order = sorted(range(len(shares)), key=lambda i: exact[i] - sizes[i], reverse=True)
+    for i in order[: total - sum(sizes)]:
+        sizes[i] += 1
+    return sizes
+
+
+def add_device_class(name: str, numbers: Mapping[str, Any]) -> None:
+    """Add (or replace) device class `name`: {"compute": {...}, "battery": {...}} with the fields of ComputeSpec
+    and BatterySpec, and optionally "sessions": (mean online s, mean offline s) for churn; ProfileError if invalid."""
+    from devices.sessions import CLASS_SESSION_MEANS
+
+    unknown = set(numbers) - {"compute", "battery", "sessions"}
+    if unknown:
+        raise ProfileError(f"device class {name!r}: unknown part(s) {', '.join(sorted(unknown))}; give compute, "
+                           "battery and sessions")
+    entry: dict[str, Any] = {"compute": dict(numbers.get("compute") or {}), "battery": dict(numbers.get("battery") or {})}
+    _check(entry, f"device class {name!r}")
+    sessions = numbers.get("sessions")
+    if sessions is not None:
+        on, off = (float(x) for x in sessions)
+        if not (on > 0 and off >= 0):
+            raise ProfileError(f"device class {name!r}: sessions {tuple(sessions)} must be (online s > 0, offline s >= 0)")
+        CLASS_SESSION_MEANS[name] = (on, off)
+        entry["sessions"] = (on, off)
+    _DEVICE_CLASSES[name] = entry
+
+
+def add_link_class(name: str, numbers: Mapping[str, Any]) -> None:
+    """Add (or replace) link class `name` with the fields of LinkSpec; ProfileError if invalid."""
+    entry = dict(numbers)
+    _check({"compute": {}, "battery": {}, "link": entry}, f"link class {name!r}")
+    _LINK_CLASSES[name] = entry
+
+
+def _check(raw: Mapping[str, Any], where: str) -> DeviceProfile:
+    """The profile of `raw` (compute, battery and maybe link numbers); ProfileError naming every problem."""
+    try:
+        return DeviceProfile.model_validate({"link": {}, **raw})
+    except ValidationError as exc:
+        problems = _problems(exc)
+        raise ProfileError(_format_errors(problems, where), problems) from None
+
+
 def resolve_profile(
     device_class: str, link_class: str, overrides: Mapping[str, Mapping[str, Any] | None] | None = None
 ) -> DeviceProfile:
@@ -305,7 +355,8 @@ def resolve_profile(
         raise ProfileError(f"unknown device class {device_class!r}; {suggest(str(device_class), DEVICE_CLASSES)}")
     if link_class not in LINK_CLASSES:
         raise ProfileError(f"unknown link class {link_class!r}; {suggest(str(link_class), LINK_CLASSES)}")
-    raw: dict[str, Any] = {**copy.deepcopy(dict(DEVICE_CLASSES[device_class])), "link": dict(LINK_CLASSES[link_class])}
+    numbers = {k: v for k, v in DEVICE_CLASSES[device_class].items() if k != "sessions"}
+    raw: dict[str, Any] = {**copy.deepcopy(numbers), "link": dict(LINK_CLASSES[link_class])}
     for section, values in (overrides or {}).items():
         if section not in _SECTIONS:
             raise ProfileError(f"unknown override section {section!r}; use one of: {', '.join(_SECTIONS)}")
@@ -314,8 +365,4 @@ def resolve_profile(
         if not isinstance(values, Mapping):
             raise ProfileError(f"overrides.{section} must be a mapping of field: value, got {values!r}")
         raw[section] = _merge(raw[section], values)
-    try:
-        return DeviceProfile.model_validate(raw)
-    except ValidationError as exc:
-        problems = _problems(exc)
-        raise ProfileError(_format_errors(problems, f"device class {device_class!r} on link {link_class!r}"), problems) from None
+    return _check(raw, f"device class {device_class!r} on link {link_class!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,6 +34,7 @@ __all__ = [
     "error_text",
     "field_at",
     "models_in",
+    "reject_boolean_numbers",
     "spec_dict",
 ]
 
@@ -118,10 +119,7 @@ def error_text(err: Any, field: Any) -> str:
 
 
 def _tag(model: type[BaseModel]) -> Any:
-    """A union member's tag: its `union_tag`, else the default of its `kind` or `name` field."""
-    explicit = getattr(model, "union_tag", None)
-    if explicit is not None:
-        return explicit
+    """A union member's tag: the default of its `kind` or `name` field."""
     key = next((k for k in ("kind", "name") if k in model.model_fields), None)
     return model.model_fields[key].default if key else None
 
@@ -139,11 +137,16 @@ class Section(BaseModel):
     @classmethod
     def _no_booleans_for_numbers(cls, raw: Any) -> Any:
         if isinstance(raw, dict):
-            for name, value in raw.items():
-                field = cls.model_fields.get(name) if isinstance(name, str) else None
-                if field is not None and _has_bool(value) and _holds_numbers(field.annotation):
-                    raise BooleanNumberError(name, value)
+            reject_boolean_numbers(cls, raw)
         return raw
+
+
+def reject_boolean_numbers(model: type[BaseModel], raw: dict[str, Any]) -> None:
+    """BooleanNumberError if `raw` gives `true`/`false` for one of `model`'s number fields."""
+    for name, value in raw.items():
+        field = model.model_fields.get(name) if isinstance(name, str) else None
+        if field is not None and _has_bool(value) and _holds_numbers(field.annotation):
+            raise BooleanNumberError(name, value)
 
 
 def check_hours(window: tuple[float, float], field: str) -> tuple[float, float]:
@@ -402,6 +405,8 @@ class ChurnSpec(Section):
 
 class AvailabilityTraceSpec(Section):
     """Online intervals replayed from a file (`devices.availability_traces`), and what going offline does."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ("path",)  # file paths (resolved from a scenario file's folder)
 
     path: str | None = Field(
         None, min_length=1, max_length=4096,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from fl.models import build_model
+from fl.models import ModelSpec, build_model, builtin_spec
 from fl.training import LocalResult, TrainConfig, job_seeds, local_update
 
 __all__ = ["BATCHED_MODELS_CPU", "batchable", "batched_local_update"]
@@ -35,15 +35,16 @@ __all__ = ["BATCHED_MODELS_CPU", "batchable", "batched_local_update"]
 BATCHED_MODELS_CPU: frozenset[str] = frozenset()
 
 
-def batchable(model_name: str, device: torch.device) -> bool:
-    """Whether `model_name` is worth batching on `device` (and can be batched at all)."""
-    if _has_dropout(_template(model_name)):
+def batchable(model: str | ModelSpec, device: torch.device) -> bool:
+    """Whether `model` is worth batching on `device` (and can be batched at all)."""
+    if _has_dropout(_template(model)):
         return False
-    return device.type != "cpu" or model_name in BATCHED_MODELS_CPU
+    name = model if isinstance(model, str) else model.name
+    return device.type != "cpu" or name in BATCHED_MODELS_CPU
 
 
 def batched_local_update(
-    model_name: str,
+    model_name: str | ModelSpec,
     base_params: list[np.ndarray],
     data: list[tuple[torch.Tensor, torch.Tensor]],
     cfg: TrainConfig,
@@ -64,7 +65,7 @@ def batched_local_update(
     model = _template(model_name)
     if _has_dropout(model):
         raise ValueError(
-            f"model {model_name!r} uses dropout, which vmap cannot reproduce; train it one client at a time"
+            f"model {getattr(model_name, 'name', model_name)!r} uses dropout, which vmap cannot reproduce; train it one client at a time"
         )
     n = sizes.pop()
     params = _stacked_params(model, base_params, device)
@@ -110,14 +111,15 @@ def _full_float32() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
-_TEMPLATES: dict[str, nn.Module] = {}
+_TEMPLATES: dict[ModelSpec, nn.Module] = {}
 
 
-def _template(model_name: str) -> nn.Module:
-    """One module per model name whose structure `functional_call` reuses (its own weights unused)."""
-    if model_name not in _TEMPLATES:
-        _TEMPLATES[model_name] = build_model(model_name).train()
-    return _TEMPLATES[model_name]
+def _template(model: str | ModelSpec) -> nn.Module:
+    """One module per model whose structure `functional_call` reuses (its own weights unused)."""
+    spec = builtin_spec(model) if isinstance(model, str) else model
+    if spec not in _TEMPLATES:
+        _TEMPLATES[spec] = build_model(spec).train()
+    return _TEMPLATES[spec]
 
 
 def _has_dropout(model: nn.Module) -> bool:

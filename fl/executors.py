@@ -30,16 +30,14 @@ import shutil
 import threading
 import time
 import weakref
-from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from fl.batched import batchable, batched_local_update
+from fl.executor_base import TRAIN_THREADS, PrefetchingExecutor, RunFirst, resolve_all, torch_threads
 from fl.jobs import ClientUpload, ClientWorkload, Executor, Job, TrainingTask
 from fl.spool import Spooled, ship, spool_directory, unship
 from fl.training import LocalResult
@@ -56,30 +54,6 @@ __all__ = [
     "resolve_all",
     "torch_threads",
 ]
-
-TRAIN_THREADS = 1  # torch threads per training job, in every executor (bit-identical results)
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with `n` torch intra-op threads, then restore the previous count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def resolve_all(jobs: list[Job | None]) -> None:
-    """Resolve every unfinished job, handing each executor all of its jobs in one call."""
-    by_executor: dict[Executor, list[Job]] = {}  # executors hash by identity
-    for job in jobs:
-        if job is not None and job.executor is not None:  # set while the job is unresolved
-            by_executor.setdefault(job.executor, []).append(job)
-    for ex, group in by_executor.items():
-        ex.resolve(group)
-
 
 class SequentialExecutor:
     """Runs each job in this process, one after another, when its result is first needed."""
@@ -184,67 +158,16 @@ class BatchedExecutor(SequentialExecutor):
         self._waiting.clear()
 
 
-class PrefetchingExecutor(ABC):
-    """Base of executors that run jobs elsewhere (processes, Ray): dispatch, prefetch, collect.
-
-    `resolve` dispatches the needed jobs, then tops up the workers with other submitted
-    jobs (oldest first) so they keep training while the engine simulates on; a job whose
-    device failed is dropped by the engine and never dispatched after that. Subclasses
-    provide `_launch(task, base_params) -> handle` and `_collect(handles) -> uploads`.
-    """
-
-    name: str
-
-    def __init__(self, workload: ClientWorkload, workers: int) -> None:
-        self.workload = workload
-        self.workers = max(1, int(workers))
-        self._waiting: weakref.WeakKeyDictionary[Job, None] = weakref.WeakKeyDictionary()
-        self._running: weakref.WeakKeyDictionary[Job, Any] = weakref.WeakKeyDictionary()
-
-    def submit(self, task: TrainingTask, base_params: np.ndarray) -> Job:
-        job = Job(self, task, base_params)
-        self._waiting[job] = None
-        return job
-
-    def resolve(self, jobs: list[Job]) -> None:
-        needed = [j for j in jobs if not j.done]
-        for job in needed:
-            self._dispatch(job)
-        for job in list(self._waiting.keys()):
-            if len(self._running) >= 2 * self.workers:
-                break
-            self._dispatch(job)
-        uploads = self._collect([self._running[j] for j in needed])
-        for job, upload in zip(needed, uploads, strict=True):
-            del self._running[job]
-            job.set_result(upload)
-
-    def _dispatch(self, job: Job) -> None:
-        if job in self._running:
-            return
-        self._waiting.pop(job, None)
-        self._running[job] = self._launch(job.task, job.base_params())
-
-    @abstractmethod
-    def _launch(self, task: TrainingTask, base_params: np.ndarray) -> Any:
-        """Start one job elsewhere; return a handle for `_collect`."""
-
-    @abstractmethod
-    def _collect(self, handles: list[Any]) -> list[ClientUpload]:
-        """Wait for the jobs behind `handles`; their uploads in the same order."""
-
-    def close(self) -> None:
-        """Forget waiting and running jobs."""
-        self._waiting.clear()
-        self._running.clear()
-
-
 _WORKER_WORKLOAD: ClientWorkload | None = None
 _DRIVER_POLL_S = 0.5  # how often a worker checks that the process that started it is still alive
 _PRELOAD = ["fl.executors"]  # imported once by the fork server, so that workers start as forks of it
 
 
-def _init_worker(workload: ClientWorkload, driver_pid: int) -> None:
+WorkerSetup = Callable[[], None] | None
+"""Run first in every worker process, before the workload is unpickled (e.g. loading the run's plugins)."""
+
+
+def _init_worker(_setup_done: object, workload: ClientWorkload, driver_pid: int) -> None:
     global _WORKER_WORKLOAD
     torch.set_num_threads(TRAIN_THREADS)
     _WORKER_WORKLOAD = workload
@@ -305,7 +228,7 @@ class ProcessExecutor(PrefetchingExecutor):
 
     name = "process"
 
-    def __init__(self, workload: ClientWorkload, workers: int | None = None) -> None:
+    def __init__(self, workload: ClientWorkload, workers: int | None = None, setup: WorkerSetup = None) -> None:
         super().__init__(workload, workers or len(os.sched_getaffinity(0)))
         import torch.multiprocessing  # noqa: F401  (registers shared-memory pickling of tensors)
 
@@ -313,7 +236,7 @@ class ProcessExecutor(PrefetchingExecutor):
             max_workers=self.workers,
             mp_context=_pool_context(),
             initializer=_init_worker,
-            initargs=(workload, os.getpid()),
+            initargs=(RunFirst(setup), workload, os.getpid()),  # setup runs before the workload is unpickled
         )
         self._spool = spool_directory()
         self._remove_spool = weakref.finalize(self, shutil.rmtree, self._spool, True)
@@ -343,24 +266,24 @@ class ProcessExecutor(PrefetchingExecutor):
         self._remove_spool()
 
 
-def _ray_executor(workload: ClientWorkload) -> Executor:
+def _ray_executor(workload: ClientWorkload, setup: WorkerSetup) -> Executor:
     from fl.ray_executor import RayExecutor  # optional dependency: imported only when asked for
 
-    return RayExecutor(workload)
+    return RayExecutor(workload, setup)
 
 
-EXECUTORS: dict[str, Callable[[ClientWorkload], Executor]] = {
-    "sequential": SequentialExecutor,
-    "batched": BatchedExecutor,
-    "process": ProcessExecutor,
+EXECUTORS: dict[str, Callable[[ClientWorkload, WorkerSetup], Executor]] = {
+    "sequential": lambda workload, _setup: SequentialExecutor(workload),
+    "batched": lambda workload, _setup: BatchedExecutor(workload),
+    "process": lambda workload, setup: ProcessExecutor(workload, setup=setup),
     "ray": _ray_executor,
 }
 
 
-def make_executor(name: str, workload: ClientWorkload) -> Executor:
-    """Build the executor called `name` for `workload`."""
+def make_executor(name: str, workload: ClientWorkload, setup: WorkerSetup = None) -> Executor:
+    """Build the executor called `name` for `workload`; `setup` runs first in each of its worker processes."""
     try:
         factory = EXECUTORS[name]
     except KeyError:
         raise ValueError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}") from None
-    return factory(workload)
+    return factory(workload, setup)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from crypto import CryptoError
+from fl.models import ModelSpec
 from fl.result_cache import ResultCache
 from fl.secure import ClientCodec
 from fl.training import LocalResult, TrainConfig, local_update
@@ -45,11 +46,12 @@ class ClientUpload:
 
 
 class ClientWorkload:
-    """Everything the clients need to train: their data shards, the model name, settings, the codec."""
+    """Everything the clients need to train: their data shards, the model (a built-in's name or a spec), settings,
+    the codec."""
 
     def __init__(
         self,
-        model: str,
+        model: str | ModelSpec,
         x_train: torch.Tensor,
         y_train: torch.Tensor,
         shards: list[np.ndarray],
@@ -88,7 +90,7 @@ class ClientWorkload:
         if self.cache is None:
             return None
         return self.cache.key(
-            model=self.model,
+            model=self.model if isinstance(self.model, str) else self.model.key,
             train=self.train,
             data_digest=self.cache.data_digest(self.x_train, self.y_train),
             shard=self.shards[task.client],

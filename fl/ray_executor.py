@@ -15,12 +15,13 @@ import logging
 import os
 import socket
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from fl.executors import TRAIN_THREADS, PrefetchingExecutor
+from fl.executor_base import TRAIN_THREADS, PrefetchingExecutor, RunFirst
 from fl.jobs import ClientUpload, ClientWorkload, TrainingTask
 
 __all__ = ["RayExecutor", "connect_ray", "import_ray"]
@@ -76,13 +77,14 @@ def connect_ray(address: str | None = None) -> bool:
 
 
 def _train_task(boxed_ref: list, task: TrainingTask, base_params: np.ndarray) -> tuple[str, ClientUpload]:
-    """The Ray task: fetch the workload (once per worker process), train one job; (node id, upload)."""
+    """The Ray task: fetch the workload (once per worker process; its setup runs first), train one job; (node id,
+    upload)."""
     ray = import_ray()
     ref = boxed_ref[0]  # boxed so Ray hands over the reference, not a fresh copy per task
     key = ref.hex()
     if key not in _CACHE:
         _CACHE.clear()
-        _CACHE[key] = ray.get(ref)
+        _CACHE[key] = ray.get(ref)[1]  # (RunFirst(setup), workload): setup (e.g. the run's plugins) runs first
     torch.set_num_threads(TRAIN_THREADS)
     return ray.get_runtime_context().get_node_id(), _CACHE[key].run(task, base_params)
 
@@ -95,12 +97,12 @@ class RayExecutor(PrefetchingExecutor):
 
     name = "ray"
 
-    def __init__(self, workload: ClientWorkload) -> None:
+    def __init__(self, workload: ClientWorkload, setup: Callable[[], None] | None = None) -> None:
         ray = import_ray()
         self._ray = ray
         self._owns_ray = connect_ray()
         super().__init__(workload, int(ray.cluster_resources().get("CPU", 1)))
-        self._workload_ref = ray.put(workload)
+        self._workload_ref = ray.put((RunFirst(setup), workload))
         self._remote = ray.remote(num_cpus=1)(_train_task)
         self.jobs_per_node: Counter[str] = Counter()
 

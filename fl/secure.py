@@ -1,6 +1,8 @@
 """Secure aggregation in the loop: one interface for encryption off, modeled and real, SHE and BFV.
 
-`make_codec` returns the two halves of the protocol for a run:
+A `Scheme` is what a run encrypts with: its parameter sets, fixed-point encoder, device costs
+and what it protects; `BFV` and `SHE` are built in (registered as privacy-scheme plugins by
+`sim.plugins`). `make_codec` returns the two halves of the protocol for a run:
 - a `ClientCodec` held by the key holders (the clients): encrypts updates and decrypts aggregates;
 - a server-side aggregator holding only public material (SHE's N; BFV's key-less TenSEAL
   context): weighted sums of payloads with integer weights.
@@ -11,15 +13,16 @@ encryption protects, for its summary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from crypto import (
+    BFV_PARAM_SETS,
     DEFAULT_PARAMS,
-    SCHEME_PARAM_SETS,
+    PARAM_SETS,
     BFVEncoder,
     FixedPointEncoder,
     OverflowRiskError,
@@ -29,11 +32,15 @@ from crypto import (
 )
 
 __all__ = [
+    "BFV",
     "CRYPTO_COST",
+    "SCHEMES",
+    "SHE",
     "ClientCodec",
     "PlainAggregate",
     "PlainAggregator",
     "PlainVector",
+    "Scheme",
     "choose_params",
     "describe_encryption",
     "encoder_for",
@@ -57,6 +64,41 @@ CRYPTO_COST = {
     ("wide", "encrypt"): 0.54,
     ("wide", "decrypt"): 0.25,
 }
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A privacy scheme updates are encrypted with: its parameter sets by name (`defaults`: those tried, cheapest
+    first, when a run names none), the fixed-point encoder that packs values for it, the device cost of each
+    parameter set and operation (`costs[(params, "encrypt"|"decrypt")]`, relative to encrypting one parameter at
+    SHE's paper set, see `CRYPTO_COST`) and what it protects (`security`, for summaries)."""
+
+    name: str
+    param_sets: Mapping[str, Any]
+    defaults: tuple[str, ...]
+    encoder: type[FixedPointEncoder]
+    costs: Mapping[tuple[str, str], float]
+    security: str
+    insecure: bool = field(default=False)  # the server can read updates (SHE: it recovers the key)
+
+    def cost(self, params: str, op: str) -> float:
+        """Device time of `op` per parameter at `params`, relative to SHE-paper encryption."""
+        return self.costs[(params, op)]
+
+
+BFV = Scheme(
+    "bfv", BFV_PARAM_SETS, DEFAULT_PARAMS["bfv"], BFVEncoder,
+    {k: v for k, v in CRYPTO_COST.items() if k[0] in BFV_PARAM_SETS},
+    "128-bit against the server and eavesdroppers (RLWE, HE standard parameters); all clients share one key",
+)
+SHE = Scheme(
+    "she", PARAM_SETS, DEFAULT_PARAMS["she"], PackedEncoder,
+    {k: v for k, v in CRYPTO_COST.items() if k[0] in PARAM_SETS},
+    "none against the server: it recovers the key from N and the ciphertexts it receives (`ppafl attack`); "
+    "all clients share one key",
+    insecure=True,
+)
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (BFV, SHE)}  # the built-in schemes
 
 
 @dataclass(frozen=True)
@@ -115,26 +157,25 @@ class ClientCodec:
         return self._key_holder.decrypt_average(aggregate)
 
 
-def scheme_of(params: str) -> str:
-    """The scheme ("she" or "bfv") a parameter-set name belongs to."""
-    for scheme, sets in SCHEME_PARAM_SETS.items():
-        if params in sets:
+def scheme_of(params: str) -> Scheme:
+    """The built-in scheme a parameter-set name belongs to."""
+    for scheme in SCHEMES.values():
+        if params in scheme.param_sets:
             return scheme
-    known = ", ".join(f"{s}: {', '.join(sets)}" for s, sets in SCHEME_PARAM_SETS.items())
+    known = ", ".join(f"{s.name}: {', '.join(s.param_sets)}" for s in SCHEMES.values())
     raise ValueError(f"unknown parameter set {params!r}; known: {known}")
 
 
 def encoder_for(
-    params: str, num_values: int, max_clients: int, weight_bits: int, scale_bits: int, value_bound: float
+    scheme: Scheme, params: str, num_values: int, max_clients: int, weight_bits: int, scale_bits: int,
+    value_bound: float,
 ) -> FixedPointEncoder:
-    """The fixed-point encoder of parameter set `params` for these sums; OverflowRiskError if they do not fit."""
-    scheme = scheme_of(params)
-    encoder_class = BFVEncoder if scheme == "bfv" else PackedEncoder
-    return encoder_class(SCHEME_PARAM_SETS[scheme][params], num_values, max_clients, weight_bits, scale_bits, value_bound)
+    """The fixed-point encoder of `scheme`'s set `params` for these sums; OverflowRiskError if they do not fit."""
+    return scheme.encoder(scheme.param_sets[params], num_values, max_clients, weight_bits, scale_bits, value_bound)
 
 
 def choose_params(
-    scheme: str, params: str | None, num_values: int, max_clients: int, weight_bits: int, scale_bits: int,
+    scheme: Scheme, params: str | None, num_values: int, max_clients: int, weight_bits: int, scale_bits: int,
     value_bound: float,
 ) -> str:
     """`params`, or (None) the cheapest of the scheme's default sets whose encoder holds sums of
@@ -142,9 +183,9 @@ def choose_params(
     if params is not None:
         return params
     last: OverflowRiskError | None = None
-    for name in DEFAULT_PARAMS[scheme]:
+    for name in scheme.defaults:
         try:
-            encoder_for(name, num_values, max_clients, weight_bits, scale_bits, value_bound)
+            encoder_for(scheme, name, num_values, max_clients, weight_bits, scale_bits, value_bound)
         except OverflowRiskError as exc:
             last = exc
             continue
@@ -163,14 +204,17 @@ def make_codec(
     value_bound: float = 8.0,
     seed: int | None = None,
     workers: int = 1,
+    scheme: Scheme | None = None,
 ) -> tuple[ClientCodec, Aggregator]:
     """Build both halves of secure aggregation for `mode` in {off, modeled, real}; `params` names a
-    parameter set of either scheme (which fixes the scheme); `workers` splits real crypto over processes."""
+    parameter set of `scheme` (default: the built-in scheme that has a set of that name); `workers` splits real
+    crypto over processes."""
     if mode == "off":
         return ClientCodec("off"), PlainAggregator()
+    scheme = scheme if scheme is not None else scheme_of(params)
     key_holder, aggregator = make_secure_aggregation(
         mode=mode,
-        params=SCHEME_PARAM_SETS[scheme_of(params)][params],
+        params=scheme.param_sets[params],
         num_values=num_values,
         max_clients=max_clients,
         weight_bits=weight_bits,
@@ -182,29 +226,23 @@ def make_codec(
     return ClientCodec(mode, key_holder), aggregator
 
 
-_SECURITY = {
-    "bfv": "128-bit against the server and eavesdroppers (RLWE, HE standard parameters); "
-    "all clients share one key",
-    "she": "none against the server: it recovers the key from N and the ciphertexts it receives "
-    "(`ppafl attack`); all clients share one key",
-    "off": "none: updates travel in plaintext",
-}
+_NO_PROTECTION = "none: updates travel in plaintext"
 
 
-def describe_encryption(scheme: str, params: str | None, aggregator: object) -> dict:
+def describe_encryption(scheme: Scheme | None, params: str | None, aggregator: object) -> dict:
     """What a run's encryption is and protects (summary.json): scheme, the mode it ran in (a
     time-only run models real encryption), parameters, security level."""
     mode = getattr(aggregator, "mode", "off")
-    if mode == "off" or params is None:
-        return {"scheme": None, "mode": "off", "params": None, "security": _SECURITY["off"]}
-    prm = SCHEME_PARAM_SETS[scheme][params]
+    if mode == "off" or params is None or scheme is None:
+        return {"scheme": None, "mode": "off", "params": None, "security": _NO_PROTECTION}
+    prm = scheme.param_sets[params]
     details = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(prm).items()}
     plain_modulus = getattr(getattr(aggregator, "encoder", None), "plain_modulus", None)
     if plain_modulus is not None:
         details["plain_modulus"] = plain_modulus
-    security = _SECURITY[scheme] + ("" if mode == "real" else "; modeled: this run did the integer arithmetic "
-                                    "in the clear and charged the scheme's bytes and device time")
-    return {"scheme": scheme, "mode": mode, "params": details, "security": security}
+    security = scheme.security + ("" if mode == "real" else "; modeled: this run did the integer arithmetic "
+                                  "in the clear and charged the scheme's bytes and device time")
+    return {"scheme": scheme.name, "mode": mode, "params": details, "security": security}
 
 
 def integer_weights(weights: Sequence[float], weight_bits: int) -> list[int]:

@@ -1,8 +1,8 @@
 """Local training (mini-batch SGD, optional FedProx term) and evaluation.
 
-Both work on flat parameter vectors (see :mod:`fl.params`) and a model
-*name*: each thread keeps one instance per model name and loads parameters
-into it, so nothing is rebuilt per call. Results depend only on the inputs
+Both work on flat parameter vectors (see :mod:`fl.params`) and a model (a
+built-in's name or a `fl.models.ModelSpec`): each thread keeps one instance per
+model and loads parameters into it, so nothing is rebuilt per call. Results depend only on the inputs
 and ``seed``, never on what ran before in the process.
 """
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fl.models import build_model
+from fl.models import ModelSpec, build_model, builtin_spec
 from fl.params import get_flat, set_flat
 
 __all__ = ["LocalResult", "TrainConfig", "evaluate", "job_seeds", "local_update"]
@@ -68,7 +68,7 @@ class LocalResult:
 
 
 def local_update(
-    model_name: str,
+    model: str | ModelSpec,
     global_params: np.ndarray,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -84,10 +84,10 @@ def local_update(
     if not _is_int(seed) or not 0 <= seed <= _MAX_SEED:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     shuffle_seed, dropout_seed = job_seeds(seed)
-    model = _cached_model(model_name)
-    set_flat(model, global_params)
-    model.train()
-    params = list(model.parameters())
+    net = _cached_model(model)
+    set_flat(net, global_params)
+    net.train()
+    params = list(net.parameters())
     anchor = [p.detach().clone() for p in params] if cfg.prox_mu > 0 else []
     order = torch.Generator().manual_seed(shuffle_seed)
     with torch.random.fork_rng(devices=[]):
@@ -97,13 +97,13 @@ def local_update(
             loss_sum = torch.zeros(())
             for start in range(0, n, cfg.batch_size):
                 batch = permutation[start : start + cfg.batch_size]
-                loss = F.cross_entropy(model(x[batch]), y[batch])
+                loss = F.cross_entropy(net(x[batch]), y[batch])
                 for p in params:
                     p.grad = None
                 loss.backward()
                 _sgd_step(params, anchor, cfg.lr, cfg.prox_mu)
                 loss_sum += loss.detach() * batch.numel()
-    return LocalResult(params=get_flat(model), num_samples=n, train_loss=float(loss_sum) / n)
+    return LocalResult(params=get_flat(net), num_samples=n, train_loss=float(loss_sum) / n)
 
 
 def job_seeds(seed: int) -> tuple[int, int]:
@@ -113,7 +113,7 @@ def job_seeds(seed: int) -> tuple[int, int]:
 
 
 def evaluate(
-    model_name: str,
+    model: str | ModelSpec,
     params: np.ndarray,
     x_test: torch.Tensor,
     y_test: torch.Tensor,
@@ -123,14 +123,14 @@ def evaluate(
     n = _check_data(x_test, y_test)
     if not _is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    model = _cached_model(model_name)
-    set_flat(model, params)
-    model.eval()
+    net = _cached_model(model)
+    set_flat(net, params)
+    net.eval()
     correct = torch.zeros((), dtype=torch.int64)
     loss_sum = torch.zeros((), dtype=torch.float64)
     with torch.inference_mode():
         for start in range(0, n, batch_size):
-            logits = model(x_test[start : start + batch_size])
+            logits = net(x_test[start : start + batch_size])
             labels = y_test[start : start + batch_size]
             loss_sum += F.cross_entropy(logits, labels, reduction="sum")
             correct += (logits.argmax(dim=1) == labels).sum()
@@ -140,14 +140,16 @@ def evaluate(
 _local = threading.local()
 
 
-def _cached_model(name: str) -> nn.Module:
-    """This thread's model instance for ``name`` (built once, parameters overwritten)."""
-    models: dict[str, nn.Module] | None = getattr(_local, "models", None)
+def _cached_model(model: str | ModelSpec) -> nn.Module:
+    """This thread's model instance for ``model`` (a built-in's name or a spec; built once, parameters
+    overwritten)."""
+    spec = builtin_spec(model) if isinstance(model, str) else model
+    models: dict[ModelSpec, nn.Module] | None = getattr(_local, "models", None)
     if models is None:
         models = _local.models = {}
-    if name not in models:
-        models[name] = build_model(name)
-    return models[name]
+    if spec not in models:
+        models[spec] = build_model(spec)
+    return models[spec]
 
 
 def _sgd_step(

@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd
 
-from sim.compare import parse_strategies
-from sim.dropout_study import run_study
-from sim.plots import plot_device_timeline
+from sim.plots.runs import plot_device_timeline
+from sim.studies.compare import parse_strategies
+from sim.studies.dropout_study import run_study
 
 SCENARIO = "scenarios/dropout_study.yaml"
 STRATEGIES = "ppafl,fedavg_straggler,fedasync,fedbuff"

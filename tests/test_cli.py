@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from sim.cli import EXECUTOR_NAMES, main
-from sim.diagnostics import NoUpdatePossibleError
-from sim.plots import _shown_devices, image_path, plot_device_timeline, run_labels
+from sim.cli.labels import run_labels
+from sim.plots.runs import _shown_devices, image_path, plot_device_timeline
 from sim.runner import run_scenario
+from sim.runner.preflight import NoUpdatePossibleError
 from sim.scenario import scenario_from_dict
 
 TINY = {
@@ -172,7 +173,7 @@ def test_a_missing_optional_package_is_a_clear_error_and_leaves_nothing(tmp_path
         raise ImportError("the ray executor needs Ray: pip install .[ray]")
 
     monkeypatch.setattr(fl.ray_executor, "import_ray", no_ray)
-    monkeypatch.setattr(fl.ray_executor, "RayExecutor", lambda _w: no_ray())
+    monkeypatch.setattr(fl.ray_executor, "RayExecutor", lambda *_args: no_ray())
     out = tmp_path / "o"
     assert main(["run", _file(tmp_path, TINY), "--out", str(out), "--executor", "ray", "--quiet"]) == 2
     assert "ppafl: error: the ray executor needs Ray: pip install .[ray]" in capsys.readouterr().err
@@ -180,7 +181,7 @@ def test_a_missing_optional_package_is_a_clear_error_and_leaves_nothing(tmp_path
 
 
 def test_a_transfer_across_millions_of_outages_is_refused_not_drawn(tmp_path):
-    from sim.diagnostics import EndlessTransferError
+    from sim.runner.preflight import EndlessTransferError
 
     endless = {**TINY, "time_only": True, "evaluation": {"interval_s": None}, "fleet": {"num_devices": 4, "groups": [
         {"device": "rpi4", "share": 0.5},

@@ -15,9 +15,9 @@ import yaml
 from harness import finished_cells, kill_after_first_cell
 
 from sim.cli import main
-from sim.compare import parse_strategies, plan_compare, run_metrics, summarise
 from sim.scenario import ScenarioError
-from sim.stats import mean_ci, paired_difference
+from sim.studies.compare import parse_strategies, plan_compare, run_metrics, summarise
+from sim.studies.stats import mean_ci, paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,7 +185,7 @@ def test_the_rounds_table_marks_asynchronous_strategies(tmp_path: Path):
         d = tmp_path / "out" / "cells" / c.id
         d.mkdir(parents=True)
         _metrics([0, 1, 2], [0.0, 5.0, 10.0], [0.1, 0.4, 0.5 + 0.01 * c.seed]).to_csv(d / "metrics.csv", index=False)
-    from sim.compare import markdown
+    from sim.studies.compare import markdown
 
     text = markdown(summarise(tmp_path / "out", cells, "fedavg_straggler", last_k=2))
     assert "| fedbuff † |" in text and "† asynchronous: its global versions are not rounds" in text

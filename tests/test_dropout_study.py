@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.compare import parse_strategies
-from sim.dropout_study import plan_study, run_study
 from sim.scenario import ScenarioError
-from sim.stats import mean_ci
+from sim.studies.compare import parse_strategies
+from sim.studies.dropout_study import plan_study, run_study
+from sim.studies.stats import mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "dropout_study.yaml"

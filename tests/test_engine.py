@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from devices.profiles import group_sizes
 from sim.engine import Simulation
-from sim.fleet import group_sizes
 from sim.runner import run_scenario
 from sim.scenario import scenario_from_dict
 
@@ -197,7 +197,7 @@ def test_evaluation_runs_with_one_torch_thread(monkeypatch):
 
     sim = Simulation.from_scenario(scenario_from_dict(_tiny_learning(stop={"max_time_s": 4})))
     seen, inner = [], fl.training.evaluate
-    monkeypatch.setattr("sim.workload.evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or inner(*a, **k))
+    monkeypatch.setattr("fl.training.evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or inner(*a, **k))
     torch.set_num_threads(2)  # what torch would use on 2 cores
     try:
         sim.run()

@@ -7,12 +7,8 @@ import pytest
 
 from devices import Device, Interruption, InterruptionSource, Segment, resolve_profile
 from fl.server import Server
-from fl.strategies import make_strategy
-from sim.engine import Simulation
-from sim.fleet import DeviceGroup, build_fleet
-from sim.monitor import Monitor
-from sim.scenario import FedAsyncConfig, PPAFLConfig
-from sim.workload import Workload
+from fl.strategies import FedAsyncConfig, PPAFLConfig
+from sim.engine import DeviceGroup, Monitor, Simulation, Workload, build_fleet
 
 
 class WorkBudget(InterruptionSource):
@@ -48,7 +44,7 @@ def _simulation(n: int, factories=(), seed: int = 0) -> Simulation:
     groups = [DeviceGroup("rpi4", "wifi", resolve_profile("rpi4", "wifi")),
               DeviceGroup("laptop", "ethernet", resolve_profile("laptop", "ethernet"))]
     fleet = build_fleet(groups, [0.5, 0.5], n, np.random.SeedSequence(seed), source_factories=factories)
-    server = Server(make_strategy(FedAsyncConfig()), aggregator=None, num_clients=n,
+    server = Server(FedAsyncConfig().build(), aggregator=None, num_clients=n,
                     clients_per_round=4, round_deadline_s=60.0, weight_bits=8, rng=np.random.default_rng(seed))
     return Simulation(fleet, _time_only_workload(n), server, Monitor(600.0, max_versions=200))
 
@@ -81,5 +77,5 @@ def test_a_custom_source_interrupts_jobs_through_the_engine():
 def test_parts_built_for_different_fleet_sizes_are_refused():
     sim = _simulation(6)
     with pytest.raises(ValueError, match="the fleet has 6 devices but the server expects 7"):
-        Simulation(sim.fleet, sim.workload, Server(make_strategy(PPAFLConfig()), None, 7, 1, 60.0, 8,
+        Simulation(sim.fleet, sim.workload, Server(PPAFLConfig().build(), None, 7, 1, 60.0, 8,
                                                    np.random.default_rng(0)), Monitor(10.0))

@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 
 from devices import Interruption, InterruptionSource, Segment
-from sim.diagnostics import NoUpdatePossibleError
-from sim.engine import Simulation, fleet_from_scenario, server_from_scenario
-from sim.limits import ResourceLimitError
-from sim.monitor import Monitor
+from sim.assembly import build_workload, fleet_from_scenario, server_from_scenario
+from sim.engine import Monitor, Simulation
+from sim.engine.watchdog import BudgetExceeded, RunBudget
 from sim.runner import run_scenario
+from sim.runner.preflight import NoUpdatePossibleError, ResourceLimitError
 from sim.scenario import scenario_from_dict
-from sim.watchdog import BudgetExceeded, RunBudget
-from sim.workload import build_workload
 
 
 def _time_only(**over) -> dict:

@@ -65,7 +65,7 @@ def reference() -> Simulation:
 @pytest.fixture()
 def forced_batched(monkeypatch):
     """The batched executor, made to batch on CPU too (by default it batches only where faster)."""
-    monkeypatch.setitem(EXECUTORS, "batched_forced", lambda w: BatchedExecutor(w, device="cpu", force=True))
+    monkeypatch.setitem(EXECUTORS, "batched_forced", lambda w, _setup=None: BatchedExecutor(w, device="cpu", force=True))
     return "batched_forced"
 
 

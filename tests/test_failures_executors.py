@@ -50,7 +50,7 @@ def test_the_process_pool_gives_the_same_numbers(reference):
 
 
 def test_the_batched_executor_gives_the_same_events_and_models_within_float_tolerance(reference, monkeypatch):
-    monkeypatch.setitem(EXECUTORS, "batched_forced", lambda w: BatchedExecutor(w, device="cpu", force=True))
+    monkeypatch.setitem(EXECUTORS, "batched_forced", lambda w, _setup=None: BatchedExecutor(w, device="cpu", force=True))
     sim = _simulate("batched_forced")
     assert sim.workload.executor.batching
     pd.testing.assert_frame_equal(sim.recorder.events(), reference.recorder.events())  # timing never depends on it

@@ -96,7 +96,7 @@ def test_going_offline_fails_the_running_job_and_the_device_takes_no_job_while_o
 
 
 def test_the_group_session_means_override_the_class_defaults():
-    from sim.engine import fleet_from_scenario
+    from sim.assembly import fleet_from_scenario
 
     sc = scenario_from_dict({"fleet": {"num_devices": 4, "groups": GROUPS}, "failures": {"churn": {"enabled": True}}})
     fleet = fleet_from_scenario(sc, np.random.SeedSequence(0))
@@ -258,7 +258,7 @@ def test_a_run_on_a_trace_works_only_inside_the_trace_intervals(tmp_path):
     trace = read_availability_trace(tmp_path / "trace.csv")
     ev = run.events
     assert (ev["event"] == "went_offline").sum() > 5
-    from sim.engine import fleet_from_scenario
+    from sim.assembly import fleet_from_scenario
 
     fleet = fleet_from_scenario(scenario_from_dict(run.summary["scenario"]), np.random.SeedSequence(3).spawn(3)[0])
     for d, g in ev[ev["device"] >= 0].groupby("device"):

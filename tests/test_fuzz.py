@@ -27,12 +27,12 @@ from harness import Hang, time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sim.runner
-import sim.sweep
+import sim.runner.run
+import sim.studies.sweep
 from crypto import CryptoError, EncryptedAggregate, EncryptedVector, PayloadError, make_secure_aggregation
 from crypto.params import HIGH_THROUGHPUT_PARAMS
 from sim.cli import main
-from sim.limits import check_resources
+from sim.runner.preflight import check_resources
 from sim.scenario import ScenarioError, load_scenario, scenario_from_dict
 
 _HANG_S = 10.0
@@ -316,8 +316,8 @@ def _run_cli(tally: Tally, argv: list[str]) -> None:
 
 
 def test_cli(cli_files, monkeypatch):
-    monkeypatch.setattr(sim.runner, "run_scenario", _stub)
-    monkeypatch.setattr(sim.sweep, "run_sweep", _stub)  # never run a sweep either
+    monkeypatch.setattr(sim.runner.run, "run_scenario", _stub)
+    monkeypatch.setattr(sim.studies.sweep, "run_sweep", _stub)  # never run a sweep either
     tally = _tally("cli")
 
     @settings(_FUZZ, max_examples=300)

@@ -49,12 +49,14 @@ from pydantic import BaseModel
 
 from crypto import CryptoError
 from devices.specs import BatterySpec, ChurnSpec, ComputeSpec, LinkSpec
+from fl.strategies import PRESETS
 from sim.cli import main as ppafl_main
-from sim.diagnostics import FlickeringBatteryError
+from sim.engine.watchdog import BudgetExceeded, RunBudget, resident_bytes
+from sim.errors import PpaflError
+from sim.plugins import STRATEGIES
 from sim.runner import RunResult, run_scenario
+from sim.runner.preflight import FlickeringBatteryError
 from sim.scenario import (
-    PRESETS,
-    STRATEGY_CONFIGS,
     DataConfig,
     EncryptionConfig,
     EvaluationConfig,
@@ -67,7 +69,6 @@ from sim.scenario import (
     TrainingConfig,
     scenario_from_dict,
 )
-from sim.watchdog import BudgetExceeded, RunBudget, resident_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("PPAFL_FUZZ_EXAMPLES", "0"))
@@ -325,7 +326,7 @@ def extreme_scenarios(draw: st.DrawFn) -> dict[str, Any]:
     # the strategy: a name, then fields of its own settings class only (another strategy's field is refused)
     name = draw(st.sampled_from(["ppafl", "fedavg", "fedasync", "fedbuff", *PRESETS]))
     raw["strategy"] = {"name": name}
-    settings = STRATEGY_CONFIGS["preset" if name in PRESETS else name]
+    settings = STRATEGIES.get(name)
     for key, info in settings.model_fields.items():
         if key != "name":
             fields[f"strategy.{key}"] = _field_values(settings, key, info)
@@ -446,7 +447,7 @@ def classify(tally: Tally, raw: dict[str, Any]) -> None:
     except Hang:
         tally.record("hang", f"over {_WALL_S} s: {raw!r}")
         return
-    except (ScenarioError, CryptoError) as exc:
+    except (PpaflError, CryptoError) as exc:
         if _clear(exc):
             tally.record("clear_error")
             if os.environ.get("PPAFL_FUZZ_VERBOSE"):
@@ -698,7 +699,7 @@ def test_a_timeline_with_no_device_activity_says_so(tmp_path):
     "No artists with labels found" warning to the user."""
     import warnings
 
-    from sim.plots import plot_device_timeline
+    from sim.plots.runs import plot_device_timeline
 
     res = run_scenario(scenario_from_dict(_time_only(failures={"unavailability": 0.999999},
                                                      stop={"max_time_s": 2.0})))

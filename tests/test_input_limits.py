@@ -14,9 +14,8 @@ import pytest
 from pydantic import BaseModel
 
 from devices import BatterySpec, ComputeSpec, LinkSpec, MainsCharging, SolarHarvest
-from sim import safe_yaml
+from sim.plugins import STRATEGIES
 from sim.scenario import (
-    STRATEGY_CONFIGS,
     DataConfig,
     EncryptionConfig,
     EvaluationConfig,
@@ -29,12 +28,13 @@ from sim.scenario import (
     StopConfig,
     TrainingConfig,
     load_scenario,
+    safe_yaml,
     scenario_from_dict,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every section with numbers.
-BOUNDED = [DataConfig, TrainingConfig, FleetGroup, FleetConfig, FailuresConfig, *STRATEGY_CONFIGS.values(),
+BOUNDED = [DataConfig, TrainingConfig, FleetGroup, FleetConfig, FailuresConfig, *dict.fromkeys(cls for _, cls in STRATEGIES.items()),
            InjectedDelayConfig, EncryptionConfig, EvaluationConfig, StopConfig, Scenario, ComputeSpec, BatterySpec,
            LinkSpec, MainsCharging, SolarHarvest]
 

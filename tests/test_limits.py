@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import sim.runner
+import sim.runner.run
 from sim.cli import main
-from sim.limits import ResourceLimitError, check_resources, estimate_resources, machine_memory_bytes
 from sim.runner import run_scenario
+from sim.runner.preflight import ResourceLimitError, check_resources, estimate_resources, machine_memory_bytes
 from sim.scenario import ScenarioError, load_scenario, scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def test_run_refuses_before_building_anything(tmp_path, monkeypatch):
     def no_simulation(*_a, **_k):
         raise AssertionError("the simulation was built before the resource check")
 
-    monkeypatch.setattr(sim.runner, "Simulation", no_simulation)
+    monkeypatch.setattr(sim.runner.run, "build_simulation", no_simulation)
     with pytest.raises(ResourceLimitError):
         run_scenario(scenario_from_dict(HUGE), tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -102,7 +102,7 @@ def test_a_ciphertext_is_counted_at_its_real_size_in_memory():
     import sys
 
     from crypto import PARAM_SETS, PackedEncoder
-    from sim.limits import int_nbytes
+    from sim.runner.preflight import int_nbytes
 
     layout = PackedEncoder(PARAM_SETS["paper"], 1000, 10, 8, 16, 8.0).layout
     ciphertext = (1 << (8 * layout.ciphertext_bytes - 1)) + 12345  # a full-size ciphertext value

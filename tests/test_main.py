@@ -121,10 +121,10 @@ def test_ctrl_c_is_one_message_and_exit_130(tmp_path, monkeypatch, capsys):
 def test_a_cache_that_would_not_fit_on_the_disk_is_refused_up_front(tmp_path, monkeypatch, capsys):
     import shutil
 
-    import sim.runner
+    import sim.runner.run
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(sim.runner.shutil, "disk_usage", lambda _p: usage._replace(free=1_000_000))
+    monkeypatch.setattr(sim.runner.run.shutil, "disk_usage", lambda _p: usage._replace(free=1_000_000))
     out = tmp_path / "p"
     assert main.main([*SMALL, "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -133,12 +133,12 @@ def test_a_cache_that_would_not_fit_on_the_disk_is_refused_up_front(tmp_path, mo
 
 
 def test_an_unexpected_error_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
-    import sim.runner
+    import sim.runner.run
 
     def broken(*_a, **_k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(sim.runner, "write_outputs", broken)
+    monkeypatch.setattr(sim.runner.run, "write_outputs", broken)
     assert main.main([*SMALL, "--out", str(tmp_path / "p"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "main.py: internal error: RuntimeError: boom" in err and "Traceback" not in err

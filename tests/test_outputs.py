@@ -14,10 +14,10 @@ import pytest
 
 from fl.result_cache import ResultCache
 from fl.training import LocalResult, TrainConfig
-from sim.atomic import atomic_write
 from sim.cli import main
-from sim.manifest import RunDirError, open_run, ppafl_version, read_manifest
+from sim.files import atomic_write
 from sim.runner import OUTPUT_FILES, run_scenario
+from sim.runner.rundir import RunDirError, open_run, ppafl_version, read_manifest
 from sim.scenario import scenario_from_dict
 
 TINY = {
@@ -59,7 +59,7 @@ def test_a_kill_during_a_write_never_leaves_a_partial_file(tmp_path):
     """kill -9 a process in the middle of writing: the target keeps its old content."""
     target = tmp_path / "summary.json"
     target.write_text('{"old": true}\n')
-    atomic_py = Path(__file__).resolve().parents[1] / "sim" / "atomic.py"
+    atomic_py = Path(__file__).resolve().parents[1] / "sim" / "files.py"
     code = (  # loads sim/atomic.py alone: no torch import, so the test is quick
         "import importlib.util, time; from pathlib import Path\n"
         f"spec = importlib.util.spec_from_file_location('atomic', {str(atomic_py)!r})\n"

@@ -23,7 +23,7 @@ import yaml
 
 from fl.executors import EXECUTORS
 from sim.cli import main
-from sim.sweep import plan_sweep, run_sweep
+from sim.studies.sweep import plan_sweep, run_sweep
 
 # One cluster per module: xdist keeps the module's tests on one worker (setup.cfg: --dist loadgroup).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_cluster")]
@@ -139,8 +139,8 @@ def test_a_run_with_the_ray_executor_trains_on_both_nodes_bit_identically(
 
     made: list[RayExecutor] = []
 
-    def ray_executor(workload):
-        made.append(RayExecutor(workload))
+    def ray_executor(workload, setup=None):
+        made.append(RayExecutor(workload, setup))
         return made[-1]
 
     monkeypatch.setitem(EXECUTORS, "ray", ray_executor)  # the same executor, kept for a look afterwards

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from fl.jobs import ClientWorkload
-from sim.manifest import CACHE_DIR, RunDirError, read_manifest
 from sim.runner import OUTPUT_FILES, run_scenario
+from sim.runner.rundir import CACHE_DIR, RunDirError, read_manifest
 from sim.scenario import scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_unfinished_run_of_another_scenario_is_refused(tmp_path, monkeypatch):
 
 
 def test_a_second_process_cannot_write_into_a_running_directory(tmp_path):
-    from sim.manifest import open_run
+    from sim.runner.rundir import open_run
 
     run = open_run(tmp_path, _tiny(), OUTPUT_FILES)
     try:

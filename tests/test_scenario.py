@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.reference import END, START, scenario_reference
 from sim.scenario import ScenarioError, apply_overrides, load_scenario, scenario_from_dict
+from sim.scenario.reference import END, START, scenario_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 

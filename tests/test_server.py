@@ -2,106 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
 
 from crypto import EncryptedVector
 from fl.global_model import GlobalModels
-from fl.jobs import ClientUpload, Job, TrainingTask
 from fl.secure import integer_weights, make_codec
-from fl.server import PayloadRef, Server, UpdateArrived
+from fl.server import PayloadRef, Server
 from fl.strategies import PPAFL, FedAvg
+from sim.testing import GivenUpdates, ScriptedNetwork
 
 N_PARAMS = 64
-
-
-@dataclass
-class ScriptedNetwork:
-    """The server's world in a test: clients always available, timers that fire only when told,
-    and a client side (the key holders' models and an executor of given updates)."""
-
-    models: GlobalModels
-    executor: GivenUpdates
-    now: float = 0.0
-    invited: list[tuple[int, int]] = field(default_factory=list)
-    timers: list[tuple[float, Callable[[ScriptedNetwork], None]]] = field(default_factory=list)
-    events: list[tuple[str, int, dict]] = field(default_factory=list)
-    versions: list[int] = field(default_factory=list)
-    work: dict[int, Job] = field(default_factory=dict)
-    agent_calls: list[tuple[int, int]] = field(default_factory=list)
-    agent_vectors: list[np.ndarray] = field(default_factory=list)
-
-    def available(self, client: int) -> bool:
-        return True
-
-    def invite(self, client: int, version: int) -> bool:
-        self.invited.append((client, version))
-        return True
-
-    def call_at(self, time: float, fn: Callable[[ScriptedNetwork], None]) -> None:
-        self.timers.append((time, fn))
-
-    def log(self, event: str, device: int = -1, **info) -> None:
-        self.events.append((event, device, info))
-
-    def fetch(self, refs):
-        jobs = [self.work.pop(r.uid) for r in refs]
-        return [(j.result().payload, j.result().problem) for j in jobs]
-
-    def publish(self, plan, aggregate, weights) -> int:
-        return self.models.apply(plan, aggregate, weights)
-
-    def version_created(self, version: int) -> None:
-        self.versions.append(version)
-
-    def update(self, client: int, base: int, vec: np.ndarray) -> UpdateArrived:
-        """The arrival of `client`'s update `vec`, trained on version `base`."""
-        ref = PayloadRef(len(self.executor.vectors))
-        self.work[ref.uid] = self.executor.submit(client, base, vec)
-        return UpdateArrived(client, base, 100, self.now, ref)
-
-    def train_agent(self, client: int, base_version: int) -> UpdateArrived:
-        """A retrained agent: a new vector for every call, recorded with the model it started from."""
-        self.agent_calls.append((client, base_version))
-        vec = np.random.default_rng(len(self.agent_calls)).uniform(-1, 1, N_PARAMS).astype(np.float32)
-        self.agent_vectors.append(vec)
-        return self.update(client, base_version, vec)
-
-    def fire_deadline(self) -> None:
-        """Fire the most recent round deadline."""
-        _, fn = self.timers.pop()
-        fn(self)
-
-    def fire_due(self) -> None:
-        """Run every timer due now (held-back updates released by an aggregation), oldest first."""
-        due = [t for t in self.timers if t[0] <= self.now]
-        self.timers = [t for t in self.timers if t[0] > self.now]
-        for _, fn in due:
-            fn(self)
-
-
-class GivenUpdates:
-    """An executor whose clients 'train' to vectors the test chose, sealed by the real codec."""
-
-    name = "given"
-
-    def __init__(self, codec) -> None:
-        self.codec, self.vectors = codec, {}
-
-    def submit(self, client: int, version: int, vec: np.ndarray) -> Job:
-        token = len(self.vectors)  # the task's seed names its vector
-        self.vectors[token] = vec
-        return Job(self, TrainingTask(client, version, token), np.zeros(N_PARAMS, np.float32))
-
-    def resolve(self, jobs: list[Job]) -> None:
-        for j in jobs:
-            j.set_result(ClientUpload(self.codec.encrypt(self.vectors[j.task.seed]), 100, 0.0))
-
-    def close(self) -> None:
-        pass
 
 
 def _setup(strategy, mode="real", num_clients=2, per_round=2, **server_options):
@@ -209,10 +120,9 @@ def _delayed(net: ScriptedNetwork) -> dict[int, int]:
 
 def test_reference_agents_are_retrained_from_the_delay_start_model_with_lag_plus_one_weights():
     """ppafl_reference's rounds on three slots, one delayed two rounds (batch model), step by step."""
-    from fl.strategies import make_strategy
     from sim.scenario import scenario_from_dict
 
-    strategy = make_strategy(scenario_from_dict({"strategy": {"name": "ppafl_reference"}}).strategy)
+    strategy = scenario_from_dict({"strategy": {"name": "ppafl_reference"}}).strategy.build()
     codec, aggregator, models, net, server = _setup(
         strategy, num_clients=3, per_round=3, participation="slots", injected_model="batch",
         injected_fraction=1 / 3, injected_min_rounds=2, injected_max_rounds=2,

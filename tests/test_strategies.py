@@ -132,10 +132,9 @@ def test_versions_per_round_lets_injected_delays_count_rounds_for_every_strategy
 
 # ---------------------------------------------------------------- the reference code's settings (presets)
 def _preset(name: str):
-    from fl.strategies import make_strategy
     from sim.scenario import scenario_from_dict
 
-    return make_strategy(scenario_from_dict({"strategy": {"name": name}}).strategy)
+    return scenario_from_dict({"strategy": {"name": name}}).strategy.build()
 
 
 # Round closing at version 10. Arrivals: 0 fresh; 1 held back but arrived in its own round (lag 0,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.study_plots import (
+from sim.plots.studies import (
     band_over_seeds,
     group_stats,
     line_labels,

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from harness import finished_cells, kill_after_first_cell
 
-from sim.backends import SweepCellError, _check_node
 from sim.cli import main
-from sim.manifest import open_run
 from sim.runner import OUTPUT_FILES, run_scenario
+from sim.runner.rundir import open_run
 from sim.scenario import ScenarioError, load_scenario
-from sim.sweep import cell_row, parse_sets, plan_sweep, read_sweep, run_sweep, split_values
+from sim.studies.backends import SweepCellError, _check_node
+from sim.studies.sweep import cell_row, parse_sets, plan_sweep, read_sweep, run_sweep, split_values
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,7 +200,7 @@ def test_ray_backend_without_ray_says_how_to_install_it(tiny: Path, tmp_path: Pa
 
 
 def test_a_ray_node_that_cannot_see_the_sweep_or_runs_another_version_refuses(tmp_path: Path) -> None:
-    from sim.manifest import ppafl_version
+    from sim.runner.rundir import ppafl_version
 
     cells = tmp_path / "cells"
     cells.mkdir()
