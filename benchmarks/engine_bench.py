@@ -75,7 +75,7 @@ def run_cell(devices: int, versions: int, per_round: int | None = None) -> dict[
     cpu1, t1 = time.process_time(), time.perf_counter()
     sim.run()
     cpu2, t2 = time.process_time(), time.perf_counter()
-    _device_table(sim)
+    _device_table(sim.finished())
     cpu3 = time.process_time()
     updates = int(sim.fleet.counter("updates_sent").sum())
     events = sim.recorder.num_events
@@ -120,7 +120,7 @@ def _timed(owner: Any, attr: str, bucket: str, spent: dict[str, float]) -> Itera
 def breakdown() -> dict[str, Any]:
     """Shares of a full run's wall time: training, crypto, evaluation, engine."""
     import fl.jobs
-    import sim.engine.workload
+    import fl.training
     from crypto.secure_agg import Aggregator, KeyHolder
     from sim.engine import Simulation
     from sim.scenario import scenario_from_dict
@@ -129,7 +129,7 @@ def breakdown() -> dict[str, Any]:
     timed = [(fl.jobs, "local_update", "training")]
     timed += [(owner, attr, "crypto") for owner, attr in
               ((KeyHolder, "encrypt"), (KeyHolder, "decrypt_average"), (Aggregator, "weighted_sum"))]
-    timed += [(sim.workload, "evaluate", "evaluation")]
+    timed += [(fl.training, "evaluate", "evaluation")]
     raw = {
         "name": "breakdown", "seed": 0,
         "data": {"dataset": "mnist5k", "partition": "iid", "max_test_samples": 1000},

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from devices.specs import CRYPTO_FLOPS_PER_PARAM, BooleanNumberError, DeviceProfile, error_text, field_at
 
 __all__ = [
-    "DEVICE_CLASSES", "LINK_CLASSES", "ProfileError", "add_device_class", "add_link_class", "group_sizes", "resolve_profile",
-    "suggest",
+    "DEVICE_CLASSES", "LINK_CLASSES", "ProfileError", "add_device_class", "add_link_class", "group_sizes", "remove_device_class",
+    "remove_link_class", "resolve_profile", "suggest",
 ]
 
 
@@ -324,6 +324,19 @@ def add_device_class(name: str, numbers: Mapping[str, Any]) -> None:
         CLASS_SESSION_MEANS[name] = (on, off)
         entry["sessions"] = (on, off)
     _DEVICE_CLASSES[name] = entry
+
+
+def remove_device_class(name: str) -> None:
+    """Remove device class `name` (a plugin's, after use)."""
+    from devices.sessions import CLASS_SESSION_MEANS
+
+    _DEVICE_CLASSES.pop(name, None)
+    CLASS_SESSION_MEANS.pop(name, None)
+
+
+def remove_link_class(name: str) -> None:
+    """Remove link class `name` (a plugin's, after use)."""
+    _LINK_CLASSES.pop(name, None)
 
 
 def add_link_class(name: str, numbers: Mapping[str, Any]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from fl.errors import DataError
 
@@ -153,8 +154,6 @@ def load_npz(path: str | Path, x_key: str = "x", y_key: str = "y", x_test_key: s
 
 
 def _csv_table(path: str | Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
-    import pandas as pd
-
     p = _checked(path, "CSV")
     try:
         table = pd.read_csv(p)
@@ -164,7 +163,7 @@ def _csv_table(path: str | Path, label_column: str) -> tuple[np.ndarray, np.ndar
         raise DataError(f"{p}: no column {label_column!r} (columns: {', '.join(map(str, table.columns[:10]))}"
                         f"{', ...' if len(table.columns) > 10 else ''}); set data.options.label_column")
     features = table.drop(columns=[label_column])
-    text = [str(c) for c, kind in features.dtypes.items() if not np.issubdtype(kind, np.number)]
+    text = [str(c) for c, kind in features.dtypes.items() if not pd.api.types.is_numeric_dtype(kind)]
     if text:
         raise DataError(f"{p}: feature column(s) {', '.join(text[:5])} are not numbers; encode them as numbers "
                         "or drop them")

@@ -87,8 +87,7 @@ class ResultCache:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.directory.stat().st_mode & 0o077:
             self.directory.chmod(0o700)  # only the run's owner may read the clients' parameters
-        for stale in self.directory.glob(f"{_TEMP_PREFIX}*"):  # left by a kill during a write
-            stale.unlink(missing_ok=True)
+        self.remove_temporaries()  # left by a kill during a write
         self._secret = _secret(self.directory)
         self.hits = 0
         self.misses = 0
@@ -198,6 +197,11 @@ class ResultCache:
             return None
         params = np.frombuffer(buf, dtype="<f4", count=n, offset=_HEADER.size).astype(np.float32, copy=False)
         return LocalResult(params=params, num_samples=int(num_samples), train_loss=float(loss))
+
+    def remove_temporaries(self) -> None:
+        """Delete temporary files of writes that never finished (an interrupt between creating and renaming)."""
+        for stale in self.directory.glob(f"{_TEMP_PREFIX}*"):
+            stale.unlink(missing_ok=True)
 
     def put(self, key: str, result: LocalResult) -> None:
         """Store one result atomically (a temporary file renamed into place), authenticated.

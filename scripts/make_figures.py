@@ -1,7 +1,7 @@
 """Regenerate the README's dropout figures from a real study run: `make figures` (or this script with --jobs 2).
 
 Runs (or resumes: finished runs are kept) the study of scenarios/dropout_study.yaml
-(`sim.dropout_study`): ppafl, the paper's 'FedAvg & straggler' baseline (preset
+(`sim.studies.dropout_study`): ppafl, the paper's 'FedAvg & straggler' baseline (preset
 fedavg_straggler), FedAsync and FedBuff, on 5 paired seeds, under per-job dropout at
 rates 0, 0.1, 0.2, 0.4, 0.6, 0.8 and permanent departure at 0, 0.3, 0.6 (rate 0 shared),
 into runs/figures/dropout/. Then it copies the study's figure to

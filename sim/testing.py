@@ -6,12 +6,14 @@ strategy, a server or an engine part can be tested, or a study scripted, with ex
   the test chooses (`GivenUpdates`), sealed by a real codec;
 - `scripted_workload`: what the engine needs of the learning side, without building or
   training a model (a time-only workload of given sizes);
-- `ScriptedInterruptions`: an interruption source that strikes at scripted times.
+- `ScriptedInterruptions`: an interruption source that strikes at scripted times;
+- `plugins_loaded`: plugins for the duration of a block, registries restored after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +23,9 @@ from devices import Interruption, InterruptionSource, Segment
 from fl.jobs import ClientUpload, Job, TrainingTask
 from fl.server import PayloadRef, UpdateArrived
 from sim.engine.workload import Workload
+from sim.plugins.loading import PluginSource, forget_plugins, load_plugins, loaded_plugins
 
-__all__ = ["GivenUpdates", "ScriptedInterruptions", "ScriptedNetwork", "scripted_workload"]
+__all__ = ["GivenUpdates", "ScriptedInterruptions", "ScriptedNetwork", "plugins_loaded", "scripted_workload"]
 
 
 class GivenUpdates:
@@ -139,9 +142,9 @@ def scripted_workload(
 
 
 class ScriptedInterruptions(InterruptionSource):
-    """Strikes a device's jobs at scripted simulated times: each `(time, event, resume_at)` interrupts the segment
-    running at `time` with `event` (logged); `resume_at` None ends the job there, else the job waits until then
-    and goes on (`restart`: the phase starts over)."""
+    """Strikes a device's jobs at scripted simulated times: each `(time, event, resume_at)` interrupts, once, the
+    segment running at `time` with `event` (logged); `resume_at` None ends the job there, else the job waits until
+    then and goes on (`restart`: the phase starts over)."""
 
     def __init__(self, script: Sequence[tuple[float, str, float | None]], restart: bool = False) -> None:
         self.script = sorted(script)
@@ -153,3 +156,24 @@ class ScriptedInterruptions(InterruptionSource):
                 return Interruption(time, event, resume_at=resume_at, restart=self.restart and resume_at is not None,
                                     reason="scripted")
         return None
+
+    def segment_ended(self, segment: Segment, stop: float) -> None:
+        """Each scripted strike happens once: those up to the segment's end are spent."""
+        self.script = [entry for entry in self.script if entry[0] > stop]
+
+
+@contextmanager
+def plugins_loaded(specs: Sequence[str] = ()) -> Iterator[tuple[PluginSource, ...]]:
+    """Load plugins (files or modules) for the duration of a block; afterwards every registry and the loaded
+    plugins are as before (what the block registered is gone). Yields the loaded sources."""
+    from sim.plugins import registries
+
+    kinds = [getattr(registries, name) for name in registries.__all__ if name.isupper()]
+    before = [registry.snapshot() for registry in kinds]
+    loaded_before = loaded_plugins()
+    try:
+        yield load_plugins(specs)
+    finally:
+        forget_plugins(loaded_before)
+        for registry, snapshot in zip(kinds, before, strict=True):
+            registry.restore(snapshot)

@@ -23,7 +23,7 @@ SIM_RULES = {
     "sim.scenario": {"sim.plugins", "sim.errors"},
     "sim.engine": {"sim.errors", "sim.files", "sim.plots"},
     "sim.assembly": {"sim.scenario", "sim.engine", "sim.plugins", "sim.errors"},
-    "sim.testing": {"sim.engine", "sim.errors"},
+    "sim.testing": {"sim.engine", "sim.plugins", "sim.errors"},
     "sim.runner": {"sim.assembly", "sim.engine", "sim.scenario", "sim.plugins", "sim.errors", "sim.files", "sim.plots"},
     "sim.studies": {"sim.runner", "sim.scenario", "sim.plugins", "sim.errors", "sim.files", "sim.plots"},
     "sim.cli": {"sim.studies", "sim.runner", "sim.assembly", "sim.engine", "sim.scenario", "sim.plugins", "sim.errors",

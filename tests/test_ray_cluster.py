@@ -149,3 +149,26 @@ def test_a_run_with_the_ray_executor_trains_on_both_nodes_bit_identically(
     assert main(["run", str(scenario_file), "--out", str(tmp_path / "here"), "--quiet"]) == 0
     assert len(made) == 1 and len(made[0].jobs_per_node) == 2, made[0].jobs_per_node  # both nodes trained
     assert_same_outputs(tmp_path / "ray", tmp_path / "here")
+
+
+def test_a_plugin_travels_to_the_ray_nodes_in_sweeps_and_runs(cluster, tmp_path, monkeypatch, assert_same_outputs):
+    """The example's strategy, model and data set (examples/my_plugins.py) on both nodes: the file's source goes
+    with every cell and every training task, so no node needs the file."""
+    from sim.testing import plugins_loaded
+
+    example = str(ROOT / "examples" / "my_plugins.py")
+    raw = yaml.safe_load((ROOT / "examples" / "digits.yaml").read_text())
+    raw.update(fleet={"num_devices": 6}, encryption={"mode": "modeled"}, stop={"max_versions": 4, "max_time_s": 600})
+    scenario = tmp_path / "digits.yaml"
+    scenario.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    with plugins_loaded():
+        assert main(["sweep", str(scenario), "--plugin", example, "--set", "strategy.decay=0,1", "--out", "ray",
+                     "--backend", "ray", "--address", cluster.address, "--quiet"]) == 0
+        assert main(["sweep", str(scenario), "--plugin", example, "--set", "strategy.decay=0,1", "--out", "here",
+                     "--jobs", "1", "--quiet"]) == 0
+        assert _science(tmp_path / "ray" / "sweep.csv") == _science(tmp_path / "here" / "sweep.csv")
+        monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+        assert main(["run", str(scenario), "--plugin", example, "--set", "strategy.decay=1", "--out", "run_ray",
+                     "--executor", "ray", "--quiet"]) == 0
+    assert_same_outputs(tmp_path / "run_ray", tmp_path / "here" / "cells" / "decay=1__seed=0")

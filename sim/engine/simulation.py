@@ -263,9 +263,12 @@ class Simulation:
         finally:
             if self.workload.executor is not None:
                 self.workload.executor.close()
-        finished = FinishedRun(self.fleet, self.workload, self.server, self.monitor, self.recorder, self.now, self.seed,
-                               self.name, self.stop_reason)
-        return collect(finished, time.perf_counter() - t0)
+        return collect(self.finished(), time.perf_counter() - t0)
+
+    def finished(self) -> FinishedRun:
+        """What the run's result is made from (its parts and how it ended)."""
+        return FinishedRun(self.fleet, self.workload, self.server, self.monitor, self.recorder, self.now, self.seed,
+                           self.name, self.stop_reason)
 
     def _simulate(self) -> None:
         self._stopped = self.env.event()

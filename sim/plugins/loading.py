@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sim.plugins.registry import PluginError
 
-__all__ = ["MAX_PLUGIN_BYTES", "PluginSource", "activate", "load_plugins", "loaded_plugins"]
+__all__ = ["MAX_PLUGIN_BYTES", "PluginSource", "activate", "forget_plugins", "load_plugins", "loaded_plugins"]
 
 MAX_PLUGIN_BYTES = 4 * 2**20  # a plugin file is code, not data: at most 4 MiB
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -56,6 +56,14 @@ def load_plugins(specs: Iterable[str]) -> tuple[PluginSource, ...]:
 def loaded_plugins() -> tuple[PluginSource, ...]:
     """Every plugin loaded in this process so far (to hand to worker processes)."""
     return tuple(_loaded.values())
+
+
+def forget_plugins(keep: Iterable[PluginSource] = ()) -> None:
+    """Forget the plugins loaded since `keep` (their modules too): they load anew when asked (tests)."""
+    kept = {s.module for s in keep}
+    for module in [m for m in _loaded if m not in kept]:
+        del _loaded[module]
+        sys.modules.pop(module, None)
 
 
 def activate(sources: Iterable[PluginSource]) -> None:

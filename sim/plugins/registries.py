@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from devices.profiles import DEVICE_CLASSES as _DEVICE_TABLE
 from devices.profiles import LINK_CLASSES as _LINK_TABLE
-from devices.profiles import add_device_class, add_link_class
+from devices.profiles import add_device_class, add_link_class, remove_device_class, remove_link_class
 from fl.strategies.base import StrategyConfig
 from sim.plugins.kinds import DatasetPlugin, FailurePlugin, ModelPlugin
 from sim.plugins.registry import PluginError, Registry
@@ -22,8 +22,10 @@ __all__ = [
 STRATEGIES: Registry[type[StrategyConfig]] = Registry("strategy", "strategy.name")
 MODELS: Registry[ModelPlugin] = Registry("model", "training.model")
 DATASETS: Registry[DatasetPlugin] = Registry("dataset", "data.dataset")
-DEVICE_CLASSES: Registry[Any] = Registry("device class", "fleet.groups[].device", _DEVICE_TABLE, add_device_class)
-LINK_CLASSES: Registry[Any] = Registry("link class", "fleet.groups[].link", _LINK_TABLE, add_link_class)
+DEVICE_CLASSES: Registry[Any] = Registry("device class", "fleet.groups[].device", _DEVICE_TABLE, add_device_class,
+                                         remove_device_class)
+LINK_CLASSES: Registry[Any] = Registry("link class", "fleet.groups[].link", _LINK_TABLE, add_link_class,
+                                       remove_link_class)
 FAILURES: Registry[FailurePlugin] = Registry("failure source", "failures.sources[].name")
 PRIVACY_SCHEMES: Registry[Any] = Registry("privacy scheme", "encryption.scheme")
 

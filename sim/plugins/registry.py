@@ -65,8 +65,8 @@ class Registry(Generic[T]):
     """Names of one kind of component (a strategy's settings class, a model, a data set, ...).
 
     `kind` names the kind in messages ("strategy"), `field` where a scenario names one
-    ("strategy.name"). `table` and `add` keep the entries somewhere else than the registry
-    itself (e.g. the device classes of `devices.profiles`); by default it keeps its own.
+    ("strategy.name"). `table`, `add` and `remove` keep the entries somewhere else than the
+    registry itself (e.g. the device classes of `devices.profiles`); by default it keeps its own.
     """
 
     def __init__(
@@ -75,12 +75,13 @@ class Registry(Generic[T]):
         field: str,
         table: Mapping[str, T] | None = None,
         add: Callable[[str, T], None] | None = None,
+        remove: Callable[[str], object] | None = None,
     ) -> None:
         own: dict[str, T] = {}
         self.kind, self.field = kind, field
         self._table: Mapping[str, T] = own if table is None else table
         self._add: Callable[[str, T], None] = add if add is not None else own.__setitem__
-        self._remove: Callable[[str], object] | None = own.pop if table is None else None
+        self._remove: Callable[[str], object] = remove if remove is not None else own.pop
 
     def register(self, name: str, entry: T) -> T:
         """Add `entry` under `name`; PluginError if the name is malformed or taken by another entry."""
@@ -97,9 +98,19 @@ class Registry(Generic[T]):
 
     def unregister(self, name: str) -> None:
         """Remove `name` (tests and notebooks that register something for a while)."""
-        if self._remove is None:
-            raise PluginError(f"{self.kind} entries cannot be removed")
         self._remove(name)
+
+    def snapshot(self) -> dict[str, T]:
+        """The entries now (for `restore`)."""
+        return dict(self._table)
+
+    def restore(self, snapshot: dict[str, T]) -> None:
+        """Put the entries back as they were at `snapshot`."""
+        for name in [n for n in self._table if n not in snapshot]:
+            self._remove(name)
+        for name, entry in snapshot.items():
+            if self._table.get(name) is not entry:
+                self._add(name, entry)
 
     def get(self, name: str) -> T:
         """The entry of `name`; PluginError listing the known names and how to register one."""

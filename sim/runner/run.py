@@ -190,6 +190,8 @@ def _run_in(
         result = _simulate(scenario, executor, progress, cache, budget, warnings, plugins)
         write_outputs(result, run.path)
     except KeyboardInterrupt:
+        if cache is not None:
+            cache.remove_temporaries()  # a Ctrl-C can land between a cache write's creating and renaming
         run.mark("interrupted", error="interrupted (Ctrl-C or SIGTERM); run the same command again to resume",
                  training_cache=_cache_stats(cache))
         raise

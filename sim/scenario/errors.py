@@ -121,7 +121,7 @@ def _problems(err: ValidationError) -> list[tuple[tuple[Any, ...], Any, str]]:
             out.append((loc, _NO_VALUE, f"unknown key; {hint} (see README 'Scenario fields')"))
         else:
             field = _field_at(loc)[1]
-            leaf = field is not None and not models_in(field.annotation)
+            leaf = field is not None and not models_in(field.annotation) and e["type"] != "missing"
             out.append((loc, e.get("input") if leaf else _NO_VALUE, error_text(e, field)))
     return shown + [(_shown(where), value, msg) for where, value, msg in out]
 

@@ -21,6 +21,7 @@ from devices.specs import Section, check_hours
 from fl.strategies import MAX_TIME_S, PPAFLConfig, StrategyConfig
 from sim.plugins import DATASETS, DEVICE_CLASSES, FAILURES, LINK_CLASSES, MODELS, PRIVACY_SCHEMES, STRATEGIES
 from sim.plugins.kinds import DatasetInfo
+from sim.plugins.registry import load_entry_points
 from sim.scenario.sections import validate_plugin_section
 
 __all__ = [
@@ -89,7 +90,7 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _options_of_the_dataset(self) -> DataConfig:
-        settings = validate_plugin_section(DATASETS, self.dataset, self.options)
+        settings = validate_plugin_section(DATASETS, self.dataset, self.options, at=("options",))
         object.__setattr__(self, "options", {} if settings is None else settings.model_dump(mode="json"))
         self._info = DATASETS.get(self.dataset).describe(self.options, self.root)  # a file data set: read it now
         return self
@@ -121,7 +122,7 @@ class TrainingConfig(_Section):
 
     @model_validator(mode="after")
     def _options_of_the_model(self) -> TrainingConfig:
-        settings = validate_plugin_section(MODELS, self.model, self.model_options)
+        settings = validate_plugin_section(MODELS, self.model, self.model_options, at=("model_options",))
         object.__setattr__(self, "model_options", {} if settings is None else settings.model_dump(mode="json"))
         return self
 
@@ -143,6 +144,7 @@ class FleetGroup(_Section):
 
     @model_validator(mode="after")
     def _resolvable(self) -> FleetGroup:
+        load_entry_points()  # installed packages' device and link classes
         self.profile()  # unknown classes, bad overrides and missing trace files fail here
         return self
 
