@@ -274,7 +274,7 @@ def attack_fresh_key(params: Any, clients: int, seed: int | None = None, num_val
     view = ServerView(public, layout, server.encoder.max_quantized, tuple(c for v in received for c in v.body))
     key = recover_key(view)
     decrypted, seconds = _decrypt_first(key, layout, tuple(received[0].body))
-    secret = holder._cipher.secret  # type: ignore[union-attr]  # the check, after the attack returned
+    secret = holder._cipher.secret  # the check, after the attack returned
     correct = {"p": key.p == secret.p} if key.L is None else {"p": key.p == secret.p, "L": key.L == secret.L}
     return AttackDemo(view, key, decrypted, seconds, updates[0], correct)
 

@@ -63,6 +63,7 @@ __all__ = [
 
 MODES = ("real", "modeled")
 _MODELED_KEY_ID = b"modeled".ljust(16, b"\0")
+_UNIDENTIFIED = Origin(ANONYMOUS, 0)
 _ENCRYPT_STREAM = 1
 
 Body = tuple[Any, ...] | np.ndarray  # ciphertexts (real: ints or serialized BFV) or fixed-point integers (modeled)
@@ -162,7 +163,7 @@ class EncryptedVector:
     layout: Layout
     key_id: bytes
     body: Body
-    origin: Origin = Origin(ANONYMOUS, 0)
+    origin: Origin = _UNIDENTIFIED
 
     @property
     def modeled(self) -> bool:
