@@ -239,8 +239,8 @@ def _plaintext_modulus_by_slots(view: ServerView, xs: list[int], rs: list[int]) 
             return L if L.bit_length() == k2 else None
         candidates = ((np.uint64(xs[0] % wrap) - guesses) * inverse) & np.uint64(mask)
         for x, r in zip(xs[1:], rs[1:]):
-            slot = (np.uint64(x % wrap) - np.uint64(r % wrap) * candidates) & np.uint64(mask)
-            slot = slot.astype(np.int64) - np.where(slot >= half, 1 << s, 0)
+            raw = (np.uint64(x % wrap) - np.uint64(r % wrap) * candidates) & np.uint64(mask)
+            slot = raw.astype(np.int64) - np.where(raw >= half, 1 << s, 0)
             candidates = candidates[np.abs(slot) <= bound]
             if candidates.size <= 1:
                 break

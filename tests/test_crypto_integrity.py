@@ -192,7 +192,7 @@ def _largest_clients(params, public_key):
 def test_seal_noise_budget_stays_positive_at_the_largest_admitted_aggregate(params, public_key):
     """The worst admissible aggregate's noise is that of one ciphertext times K * 255 (noise adds up);
     SEAL's measured budget must be at least what the encoder's bound predicts."""
-    import tenseal.sealapi as sealapi
+    from tenseal import sealapi
 
     clients = _largest_clients(params, public_key)
     if clients == 0:
