@@ -85,13 +85,13 @@ _MASKED_HEADER = struct.Struct(">QQI")  # device, nonce, weight
 _MAX_MOD_BITS = 60  # sums below 2^59 < P/2: the integrity tags' field
 
 OP_SECONDS = {
-    "keygen": 60e-6,  # one X25519 key pair
-    "agree": 90e-6,  # one X25519 exchange and HKDF-SHA256
-    "share": 25e-6,  # one Shamir share point of one secret (Horner over t coefficients of 257 bits)
-    "reconstruct": 0.35e-3,  # one Lagrange interpolation of a secret (t ~ 11 points)
-    "aead": 4e-6,  # one AES-GCM encryption or decryption of a 82-byte share pair
-    "prg_value": 0.9e-9,  # one 64-bit AES-256-CTR keystream word, masked to b bits and added
-    "value": 45e-9,  # quantize, tag, weight, mask and bit-pack (or unpack) one value
+    "keygen": 64e-6,  # one X25519 key pair
+    "agree": 82e-6,  # one X25519 exchange and HKDF-SHA256
+    "share": 5.7e-6,  # one Shamir share point of one 32-byte secret (t = 11)
+    "reconstruct": 89e-6,  # one Lagrange interpolation of a secret (t = 11)
+    "aead": 0.94e-6,  # one AES-GCM encryption or decryption of an 82-byte share pair
+    "prg_value": 13e-9,  # one 64-bit AES-256-CTR keystream word, masked to b bits and added
+    "value": 0.32e-6,  # quantize, tag (alpha's SHAKE-256 stream included), weight and bit-pack one value
 }
 """Seconds per operation on one core of the reference host (benchmarks/secagg_bench.py --calibrate
 measures them); the simulator scales them by each device's speed."""
@@ -649,8 +649,10 @@ class SecAggServer:
     def receive_masked(self, messages: Iterable[MaskedInput]) -> dict[int, UnmaskRequest]:
         """Stage 2 -> 3: U3 and, for each device in it, which of its neighbours survived or dropped."""
         self.u3 = {m.device: m for m in messages if m.device in self.u2}
+        packed = self.config.masked_bytes - _MASKED_HEADER.size
         for m in self.u3.values():
-            if m.weight != self._weights[m.device] or m.nbytes != self.config.masked_bytes:
+            wrong_body = self.mode == "real" and (not isinstance(m.body, bytes) or len(m.body) != packed)
+            if m.weight != self._weights[m.device] or m.nbytes != self.config.masked_bytes or wrong_body:
                 raise ProtocolViolation(f"device {m.device}'s masked input has weight {m.weight} (asked "
                                         f"{self._weights[m.device]}) or the wrong size")
         self._require(len(self.u3), "masked", "devices that sent masked inputs")

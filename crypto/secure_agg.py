@@ -319,6 +319,7 @@ class UpdateEncryptor(_Split):
         return Origin(device, self._rng.bits(64))
 
     def _wire_values(self, q: np.ndarray, origin: Origin) -> np.ndarray:
+        """The values to encrypt: the update's, then its tag digits."""
         if self._integrity is None:
             return q
         assert self._tag_layout is not None
