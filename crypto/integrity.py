@@ -73,8 +73,8 @@ two learns the other's update by subtracting its own."""
 ANONYMOUS = (1 << 64) - 1
 """The device id of an update encrypted without one: such contributions count one device each."""
 
-_LIMB = 21  # bits per limb of dot_mod_p: products < 2^42, 2^20 of them < 2^62
-_CHUNK = 1 << 20
+_LIMB = 21  # bits per limb of dot_mod_p: products < 2^42, 2^18 of them < 2^60
+_CHUNK = 1 << 18
 _MIN_LIMB_BITS = 8
 
 
@@ -105,24 +105,28 @@ class Claim(NamedTuple):
     weight: int
 
 
-def dot_mod_p(alpha_limbs: np.ndarray, x: np.ndarray) -> list[int]:
-    """<alpha_j, x> mod P for each row block j of `alpha_limbs` (shape (3 * rows, n), 21-bit limbs
-    of alpha, low limb first) and an int64 vector x of any sign; exact, vectorised."""
-    xm = np.mod(x.astype(np.int64, copy=False), TAG_PRIME).astype(np.uint64)  # in [0, P)
+def _limbs(values: np.ndarray) -> np.ndarray:
+    """The three 21-bit limbs (low first) of uint64 values below 2^63, stacked along a new first axis."""
     mask = np.uint64((1 << _LIMB) - 1)
-    x_limbs = np.stack([((xm >> np.uint64(_LIMB * k)) & mask) for k in range(3)]).astype(np.int64)
-    rows = alpha_limbs.shape[0]
-    acc = [[0] * 3 for _ in range(rows)]
+    return np.stack([(values >> np.uint64(_LIMB * k)) & mask for k in range(3)]).astype(np.int64)
+
+
+def dot_mod_p(alpha: np.ndarray, x: np.ndarray) -> list[int]:
+    """<alpha_j, x> mod P for each row alpha_j of `alpha` (uint64 elements of Z_P, shape (rows, n))
+    and an int64 vector x of any sign; exact: 21-bit limbs, 2^18 values per integer product."""
+    xm = np.mod(x.astype(np.int64, copy=False), TAG_PRIME).astype(np.uint64)  # in [0, P)
+    rows = alpha.shape[0]
+    acc = [[[0] * 3 for _ in range(3)] for _ in range(rows)]
     for start in range(0, x.size, _CHUNK):
-        part = alpha_limbs[:, start : start + _CHUNK] @ x_limbs[:, start : start + _CHUNK].T  # (rows, 3), < 2^62
-        for r in range(rows):
-            for k in range(3):
-                acc[r][k] += int(part[r, k])
-    out = []
-    for j in range(rows // 3):
-        total = sum(acc[3 * j + a][b] << (_LIMB * (a + b)) for a in range(3) for b in range(3))
-        out.append(total % TAG_PRIME)
-    return out
+        x_limbs = _limbs(xm[start : start + _CHUNK])  # (3, c)
+        for j in range(rows):
+            part = _limbs(alpha[j, start : start + _CHUNK]) @ x_limbs.T  # (3, 3), each < 2^60
+            for a in range(3):
+                for b in range(3):
+                    acc[j][a][b] += int(part[a, b])
+    return [
+        sum(acc[j][a][b] << (_LIMB * (a + b)) for a in range(3) for b in range(3)) % TAG_PRIME for j in range(rows)
+    ]
 
 
 @dataclass(frozen=True)
@@ -165,14 +169,10 @@ class TagLayout:
         ]
 
 
-def _alpha_limbs(seed: bytes, num_values: int) -> np.ndarray:
-    """alpha_1..alpha_TAG_COUNT in Z_P (SHAKE-256 of the seed), as 21-bit limbs: shape (3 * TAG_COUNT, n)."""
+def _derive_alpha(seed: bytes, num_values: int) -> np.ndarray:
+    """alpha_1..alpha_TAG_COUNT in Z_P from SHAKE-256 of the seed: uint64, shape (TAG_COUNT, n)."""
     raw = np.frombuffer(hashlib.shake_256(b"ppafl-alpha-v1" + seed).digest(8 * TAG_COUNT * num_values), dtype="<u8")
-    alpha = (raw & np.uint64(TAG_PRIME)).reshape(TAG_COUNT, num_values)  # 2^61 - 1 itself reads as 0 below
-    mask = np.uint64((1 << _LIMB) - 1)
-    return np.concatenate(
-        [np.stack([(a >> np.uint64(_LIMB * k)) & mask for k in range(3)]) for a in alpha]
-    ).astype(np.int64)
+    return (raw & np.uint64(TAG_PRIME)).reshape(TAG_COUNT, num_values)  # 2^61 - 1 itself reads as 0 mod P
 
 
 def _pads(pad_key: bytes, nonce: int) -> list[int]:
@@ -196,7 +196,7 @@ class DeviceTagger:
     def tags(self, quantized: np.ndarray, nonce: int) -> list[int]:
         """tau_j = <alpha_j, q> + pad_j(nonce) mod P for the update's fixed-point integers q."""
         if self._alpha is None or self._alpha.shape[1] != quantized.size:
-            self._alpha = _alpha_limbs(self.alpha_seed, quantized.size)
+            self._alpha = _derive_alpha(self.alpha_seed, quantized.size)
         dots = dot_mod_p(self._alpha, quantized)
         return [(d + p) % TAG_PRIME for d, p in zip(dots, _pads(self.pad_key, nonce))]
 
@@ -243,9 +243,9 @@ class IntegrityKey:
         return DeviceTagger(device, self.alpha_seed, self.pad_key(device), layout)
 
     def alpha(self, num_values: int) -> np.ndarray:
-        """alpha's limbs for `num_values` values (cached)."""
+        """alpha for `num_values` values (uint64, shape (TAG_COUNT, n); cached)."""
         if self._alpha is None or self._alpha.shape[1] != num_values:
-            self._alpha = _alpha_limbs(self.alpha_seed, num_values)
+            self._alpha = _derive_alpha(self.alpha_seed, num_values)
         return self._alpha
 
     def tags(self, quantized: np.ndarray, device: int, nonce: int) -> list[int]:

@@ -130,10 +130,10 @@ def test_the_reported_bug_one_flipped_bit_at_k10_and_weight_255_is_refused():
 
 def test_dot_mod_p_is_exact():
     rng = np.random.default_rng(1)
-    alpha = [int(a) for a in rng.integers(0, TAG_PRIME, 500, dtype=np.uint64)]
-    x = rng.integers(-(1 << 59), 1 << 59, 500)
-    limbs = np.array([[(a >> (21 * k)) & ((1 << 21) - 1) for a in alpha] for k in range(3)], dtype=np.int64)
-    assert dot_mod_p(limbs, x) == [sum(a * int(v) for a, v in zip(alpha, x)) % TAG_PRIME]
+    n = (1 << 18) + 500  # two chunks
+    alpha = rng.integers(0, TAG_PRIME, (2, n), dtype=np.uint64)
+    x = rng.integers(-(1 << 59), 1 << 59, n)
+    assert dot_mod_p(alpha, x) == [sum(int(a) * int(v) for a, v in zip(row, x)) % TAG_PRIME for row in alpha]
     layout = TagLayout.for_bound(8 << 16)
     assert (layout.limb_bits, layout.limbs, layout.values) == (19, 4, 8)
     assert layout.recombine(layout.digits([TAG_PRIME - 5, 12345])) == [TAG_PRIME - 5, 12345]
