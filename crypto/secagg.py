@@ -85,13 +85,13 @@ _MASKED_HEADER = struct.Struct(">QQI")  # device, nonce, weight
 _MAX_MOD_BITS = 60  # sums below 2^59 < P/2: the integrity tags' field
 
 OP_SECONDS = {
-    "keygen": 64e-6,  # one X25519 key pair
-    "agree": 82e-6,  # one X25519 exchange and HKDF-SHA256
-    "share": 5.7e-6,  # one Shamir share point of one 32-byte secret (t = 11)
-    "reconstruct": 89e-6,  # one Lagrange interpolation of a secret (t = 11)
-    "aead": 0.94e-6,  # one AES-GCM encryption or decryption of an 82-byte share pair
-    "prg_value": 13e-9,  # one 64-bit AES-256-CTR keystream word, masked to b bits and added
-    "value": 0.32e-6,  # quantize, tag (alpha's SHAKE-256 stream included), weight and bit-pack one value
+    "keygen": 30e-6,  # one X25519 key pair
+    "agree": 40e-6,  # one X25519 exchange and HKDF-SHA256
+    "share": 2.6e-6,  # one Shamir share point of one 32-byte secret (t = 11)
+    "reconstruct": 46e-6,  # one Lagrange interpolation of a secret (t = 11)
+    "aead": 0.52e-6,  # one AES-GCM encryption or decryption of an 82-byte share pair
+    "prg_value": 10e-9,  # one 64-bit AES-256-CTR keystream word, masked to b bits and added
+    "value": 0.12e-6,  # quantize, tag (alpha's SHAKE-256 stream included), weight and bit-pack one value
 }
 """Seconds per operation on one core of the reference host (benchmarks/secagg_bench.py --calibrate
 measures them); the simulator scales them by each device's speed."""
