@@ -1,11 +1,21 @@
-"""Privacy layer: SHE and BFV encryption, fixed-point encoding and secure aggregation.
+"""Privacy layer: SHE and BFV encryption (shared key or a decryption authority), SecAgg+,
+integrity tags, fixed-point encoding and secure aggregation.
 
 Knows nothing of the simulator or FL packages. See docs/crypto.md and docs/threat-model.md.
 """
 
-from crypto.bfv import BFVEncoder, BFVLayout, BFVPublic, BFVSecret
+from crypto.authority import DecryptionAuthority, make_authority_aggregation
+from crypto.bfv import BFVEncoder, BFVEncryptor, BFVLayout, BFVPublic, BFVSecret
 from crypto.encoding import FixedPointEncoder, PackedEncoder, SlotLayout, flatten_update
 from crypto.errors import CryptoError, NonFiniteUpdateError, OverflowRiskError, PayloadError
+from crypto.integrity import (
+    DEFAULT_MIN_CONTRIBUTORS,
+    IntegrityError,
+    IntegrityKey,
+    IntegrityVerifier,
+    ReplayError,
+    TooFewContributorsError,
+)
 from crypto.params import (
     BFV_COMPACT,
     BFV_PARAM_SETS,
@@ -20,6 +30,7 @@ from crypto.params import (
 )
 from crypto.payload import payload_nbytes
 from crypto.randomness import RandomSource
+from crypto.secagg import SecAggConfig, SecAggDevice, SecAggServer, StageCost, TooFewSurvivorsError
 from crypto.secure_agg import (
     MODES,
     Aggregator,
@@ -28,6 +39,7 @@ from crypto.secure_agg import (
     KeyHolder,
     SHEClient,
     SHEServer,
+    UpdateEncryptor,
     make_secure_aggregation,
 )
 from crypto.she import PublicParams, SecretKey, add, decrypt, decrypt_many, encrypt, encrypt_many, keygen, mul_plain
@@ -36,6 +48,7 @@ __all__ = [
     "BFV_COMPACT",
     "BFV_PARAM_SETS",
     "BFV_WIDE",
+    "DEFAULT_MIN_CONTRIBUTORS",
     "DEFAULT_PARAMS",
     "HIGH_THROUGHPUT_PARAMS",
     "MODES",
@@ -44,14 +57,19 @@ __all__ = [
     "SCHEME_PARAM_SETS",
     "Aggregator",
     "BFVEncoder",
+    "BFVEncryptor",
     "BFVLayout",
     "BFVParams",
     "BFVPublic",
     "BFVSecret",
     "CryptoError",
+    "DecryptionAuthority",
     "EncryptedAggregate",
     "EncryptedVector",
     "FixedPointEncoder",
+    "IntegrityError",
+    "IntegrityKey",
+    "IntegrityVerifier",
     "KeyHolder",
     "NonFiniteUpdateError",
     "OverflowRiskError",
@@ -59,11 +77,19 @@ __all__ = [
     "PayloadError",
     "PublicParams",
     "RandomSource",
+    "ReplayError",
     "SHEClient",
     "SHEParams",
     "SHEServer",
+    "SecAggConfig",
+    "SecAggDevice",
+    "SecAggServer",
     "SecretKey",
     "SlotLayout",
+    "StageCost",
+    "TooFewContributorsError",
+    "TooFewSurvivorsError",
+    "UpdateEncryptor",
     "add",
     "decrypt",
     "decrypt_many",
@@ -71,6 +97,7 @@ __all__ = [
     "encrypt_many",
     "flatten_update",
     "keygen",
+    "make_authority_aggregation",
     "make_secure_aggregation",
     "mul_plain",
     "payload_nbytes",

@@ -12,12 +12,20 @@ x = r*L + M small: at most `r_bits + k2 + 1` bits against p's k0. That gap break
    - Otherwise (the high-throughput set: x < 2^1962) an approximate-common-divisor lattice on
      N and t ciphertexts: the basis [[2^rho, c_1..c_t], [0, -N, 0..], ..] holds the short vector
      q*(2^rho, x_1, .., x_t), so q = its first entry / 2^rho and p = N / q.
-2. **L from the residues x_i = c_i mod p = r_i*L + M_i**, with M_i a packed plaintext bounded by
-   the public layout: simultaneous Diophantine approximation, the basis
-   [[2^(rho+1), x_1..x_t], [0, -x_0, 0..], ..] holds r_0*(2^(rho+1), ..), so r_0 is its first entry
-   and L = round(x_0 / r_0). This needs |M_0| << r_0 (true at the paper's parameters, where
-   M < 2^149 and r ~ 2^160); at the high-throughput set (M ~ 2^1781) L is not recovered here.
-3. **Decryption:** M = (c mod p) mod L, unpacked with the public layout.
+2. **r_i from the residues x_i = c_i mod p = r_i*L + M_i**, with M_i a packed plaintext bounded
+   by the public layout (|M_i| < 2^rho): simultaneous Diophantine approximation, the basis
+   [[2^(rho+1), x_1..x_t], [0, -x_0, 0..], ..] holds (r_0 2^(rho+1), r_0 x_1 - r_1 x_0, ..), whose
+   entries (~2^(r_bits + rho)) are shorter than the lattice's Gaussian length when
+   t * (k2 - rho) > r_bits: ~20 samples at high_throughput (M ~ 2^1782, L ~ 2^1800), where this
+   lattice has dimension ~21-31. Its first entry gives r_0, the others every r_i.
+3. **L.** Where |M| << r (the paper's set: M < 2^149, r ~ 2^160), L = round(x_0 / r_0). Otherwise
+   (high_throughput) L is read one slot (slot_bits bits) at a time: modulo 2^s,
+   x_i = r_i L + q_i0 with q_i0 the slot-0 value (|q| <= max_quantized, public), so each of the
+   2*max_quantized + 1 guesses of sample 0's slot value gives a candidate L mod 2^s =
+   (x_0 - q) r_0^-1, and only the true one leaves every other sample's slot value in range.
+   Then x_i <- (x_i - r_i L_low - q_i0) / 2^s has the same shape with one slot fewer; when no
+   slot is left, x_i = r_i L_high exactly.
+4. **Decryption:** M = (c mod p) mod L, unpacked with the public layout.
 
 The attack reads only the `ServerView`; tests compare what it returns with the real key after
 it returns. Lattice reduction is python-flint's `fmpz_mat.lll` (`pip install .[attack]`).
@@ -35,6 +43,7 @@ import numpy as np
 
 from crypto.encoding import SlotLayout, unpack_slots
 from crypto.errors import CryptoError
+from crypto.integrity import TagLayout
 from crypto.she import PublicParams
 
 __all__ = [
@@ -67,13 +76,15 @@ class ServerView:
     public: the modulus N and the parameter set; layout: the slot layout (in every payload's
     header); max_quantized: the bound |q| <= value_bound * 2^scale_bits of one client's
     fixed-point values (a public setting of the encoder); ciphertexts: ciphertexts of single
-    clients' updates the server received.
+    clients' updates the server received; tag_values: the integrity-tag digits after the update's
+    values (public: a function of max_quantized).
     """
 
     public: PublicParams
     layout: SlotLayout
     max_quantized: int
     ciphertexts: tuple[int, ...]
+    tag_values: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,27 +200,81 @@ def _plaintext_noise_bits(view: ServerView) -> int:
     return view.max_quantized.bit_length() + 1 + layout.slot_bits * (layout.slots_per_ciphertext - 1)
 
 
+def _recover_multipliers(view: ServerView, xs: list[int], noise: int) -> list[int] | None:
+    """Every r_i of x_i = r_i L + M_i (|M_i| < 2^noise) from the SDA lattice, or None."""
+    prm = view.public.params
+    scale, t = 1 << (noise + 1), len(xs) - 1
+    rows = [[scale, *xs[1:]]] + [[0] * (i + 1) + [-xs[0]] + [0] * (t - i - 1) for i in range(t)]
+    for row in _reduced_rows(rows):
+        if row[0] == 0 or row[0] % scale:
+            continue
+        sign = 1 if row[0] > 0 else -1
+        r0 = abs(row[0]) // scale
+        rs = [r0]
+        for x, entry in zip(xs[1:], row[1:]):
+            r, rem = divmod(r0 * x - sign * entry, xs[0])
+            rs.append(r if rem == 0 else -1)
+        if all(r.bit_length() == prm.r_bits for r in rs):
+            return rs
+    return None
+
+
+def _plaintext_modulus_by_slots(view: ServerView, xs: list[int], rs: list[int]) -> int | None:
+    """L from x_i = r_i L + M_i, one slot of s bits at a time (see the module's step 3), or None."""
+    layout, bound, k2 = view.layout, view.max_quantized, view.public.params.k2
+    s = layout.slot_bits
+    mask, half, wrap = (1 << s) - 1, 1 << (s - 1), 1 << 64
+    pivot = next((i for i, r in enumerate(rs) if r % 2), None)
+    if pivot is None:
+        return None  # every r_i even: no inverse mod 2^s (probability 2^-t)
+    order = [pivot] + [i for i in range(len(xs)) if i != pivot]
+    xs, rs = [xs[i] for i in order], [rs[i] for i in order]
+    guesses = np.arange(-bound, bound + 1, dtype=np.int64).astype(np.uint64)
+    inverse = np.uint64(pow(rs[0], -1, wrap))
+    L, shift = 0, 0
+    for _ in range(layout.slots_per_ciphertext + 1):
+        quotients = {x // r if x % r == 0 else -1 for x, r in zip(xs, rs)}
+        if len(quotients) == 1 and (q := quotients.pop()) >= 0:
+            L += q << shift
+            return L if L.bit_length() == k2 else None
+        candidates = ((np.uint64(xs[0] % wrap) - guesses) * inverse) & np.uint64(mask)
+        for x, r in zip(xs[1:], rs[1:]):
+            raw = (np.uint64(x % wrap) - np.uint64(r % wrap) * candidates) & np.uint64(mask)
+            slot = raw.astype(np.int64) - np.where(raw >= half, 1 << s, 0)
+            candidates = candidates[np.abs(slot) <= bound]
+            if candidates.size <= 1:
+                break
+        if candidates.size != 1:
+            return None
+        low = int(candidates[0])
+        slot_values = [((x - r * low + half) & mask) - half for x, r in zip(xs, rs)]
+        xs = [(x - r * low - v) >> s for x, r, v in zip(xs, rs, slot_values)]
+        L += low << shift
+        shift += s
+    return None
+
+
 def _recover_plaintext_modulus(view: ServerView, p: int) -> int | None:
-    """L by simultaneous Diophantine approximation on x_i = c_i mod p = r_i L + M_i, or None."""
+    """L from x_i = c_i mod p = r_i L + M_i: the r_i by simultaneous Diophantine approximation,
+    then L by rounding (|M| << r) or slot by slot; None if the lattice does not give the r_i."""
     prm, noise = view.public.params, _plaintext_noise_bits(view)
     gap = prm.k2 - 1 - noise - 1 - _LLL_SLACK_BITS  # log L - log |M| - 1, less the slack
-    if gap <= 0 or noise + 2 > prm.r_bits - 1:
-        return None  # M is not small next to L, or next to r: round(x_0 / r_0) cannot give L
+    if gap <= 0:
+        return None  # M fills L: the multipliers are not determined by the x_i
     need = math.ceil((prm.r_bits + _LLL_SLACK_BITS) / gap) + 2
     xs = [c % p for c in view.ciphertexts[: need + 1]]
     if len(xs) < need + 1:
         raise AttackError(f"recovering L needs {need + 1} ciphertexts, got {len(xs)}")
-    scale, t = 1 << (noise + 1), len(xs) - 1
-    rows = [[scale, *xs[1:]]] + [[0] * (i + 1) + [-xs[0]] + [0] * (t - i - 1) for i in range(t)]
-    bound = 1 << noise
-    for row in _reduced_rows(rows):
-        r0 = abs(row[0]) // scale
-        if r0 == 0:
-            continue
-        L = (2 * xs[0] + r0) // (2 * r0)  # round(x_0 / r_0)
+    rs = _recover_multipliers(view, xs, noise)
+    if rs is None:
+        return None
+    if noise + 2 <= prm.r_bits - 1:  # |M| << r: x_0 / r_0 rounds to L
+        L = (2 * xs[0] + rs[0]) // (2 * rs[0])
+        bound = 1 << noise
         if L.bit_length() == prm.k2 and all(abs((x + L // 2) % L - L // 2) < bound for x in xs):
             return L
-    return None
+        return None
+    return _plaintext_modulus_by_slots(view, xs, rs)
 
 
 def recover_key(view: ServerView) -> RecoveredKey:
@@ -225,13 +290,17 @@ def recover_key(view: ServerView) -> RecoveredKey:
     return RecoveredKey(p, view.public.n // p, L, method, used, seconds)
 
 
-def decrypt_update(key: RecoveredKey, layout: SlotLayout, ciphertexts: Sequence[int]) -> np.ndarray:
-    """A client's update (float64) from its ciphertexts and the recovered key: (c mod p) mod L, unpacked."""
+def decrypt_update(
+    key: RecoveredKey, layout: SlotLayout, ciphertexts: Sequence[int], tag_values: int = 0
+) -> np.ndarray:
+    """A client's update (float64) from its ciphertexts and the recovered key: (c mod p) mod L,
+    unpacked, without the last `tag_values` values (its integrity tags)."""
     if key.L is None:
         raise AttackError("L was not recovered, so the ciphertexts cannot be decrypted")
     L, half = key.L, key.L // 2
     plaintexts = [m - L if m > half else m for m in ((c % key.p) % L for c in ciphertexts)]
-    return unpack_slots(layout, plaintexts).astype(np.float64) / 2.0**layout.scale_bits
+    values = unpack_slots(layout, plaintexts)
+    return values[: values.size - tag_values].astype(np.float64) / 2.0**layout.scale_bits
 
 
 @dataclass(frozen=True)
@@ -251,11 +320,11 @@ class AttackDemo:
     key_correct: dict[str, bool] | None = None
 
 
-def _decrypt_first(key: RecoveredKey, layout: SlotLayout, cts: Sequence[int]) -> tuple[np.ndarray | None, float]:
+def _decrypt_first(key: RecoveredKey, view: ServerView, cts: Sequence[int]) -> tuple[np.ndarray | None, float]:
     if key.L is None:
         return None, 0.0
     start = time.perf_counter()
-    values = decrypt_update(key, layout, cts)
+    values = decrypt_update(key, view.layout, cts, view.tag_values)
     return values, time.perf_counter() - start
 
 
@@ -271,10 +340,11 @@ def attack_fresh_key(params: Any, clients: int, seed: int | None = None, num_val
     public = server.public
     assert isinstance(public, PublicParams)
     layout = server.encoder.layout
-    view = ServerView(public, layout, server.encoder.max_quantized, tuple(c for v in received for c in v.body))
+    view = ServerView(public, layout, server.encoder.max_quantized, tuple(c for v in received for c in v.body),
+                      server.encoder.tag_values)
     key = recover_key(view)
-    decrypted, seconds = _decrypt_first(key, layout, tuple(received[0].body))
-    secret = holder._cipher.secret  # type: ignore[union-attr]  # the check, after the attack returned
+    decrypted, seconds = _decrypt_first(key, view, tuple(received[0].body))
+    secret = holder._cipher.secret  # the check, after the attack returned
     correct = {"p": key.p == secret.p} if key.L is None else {"p": key.p == secret.p, "L": key.L == secret.L}
     return AttackDemo(view, key, decrypted, seconds, updates[0], correct)
 
@@ -294,7 +364,8 @@ def attack_payloads(payloads: Sequence[bytes], public: PublicParams, value_bound
     if any(v.layout != layout for v in vectors):
         raise AttackError("the payloads have different slot layouts: give payloads of one run")
     max_quantized = int(np.rint(value_bound * 2.0**layout.scale_bits))
-    view = ServerView(public, layout, max_quantized, tuple(c for v in vectors for c in v.body))
+    view = ServerView(public, layout, max_quantized, tuple(c for v in vectors for c in v.body),
+                      TagLayout.for_bound(max_quantized).values)
     key = recover_key(view)
-    decrypted, seconds = _decrypt_first(key, layout, tuple(vectors[0].body))
+    decrypted, seconds = _decrypt_first(key, view, tuple(vectors[0].body))
     return AttackDemo(view, key, decrypted, seconds)

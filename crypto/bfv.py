@@ -1,8 +1,11 @@
 """BFV (RLWE) encryption for secure aggregation, through TenSEAL (OpenMined's wrapper of SEAL).
 
-Clients share one BFV secret key (as they share SHE's key); the server holds a TenSEAL
-context without any key, which is all that adding ciphertexts and multiplying them by
-integers needs. Ciphertexts are symmetric-key encryptions: only key holders can make them.
+Two key arrangements. Shared: clients share one BFV secret key (as they share SHE's key) and
+encrypt with it (symmetric-key encryptions: only key holders can make them). Authority
+(`bfv_authority_keygen`): a decryption authority holds the secret key; devices hold a context
+with the public key only (`BFVEncryptor`), which encrypts but decrypts nothing. Either way the
+server holds a TenSEAL context without any key, which is all that adding ciphertexts and
+multiplying them by integers needs.
 
 Encoding: each value is a fixed-point integer q = round(v * 2^scale_bits) in one batching slot;
 a ciphertext holds n = poly_modulus_degree slots (the last one padded with zeros). The plain
@@ -32,12 +35,30 @@ from crypto.errors import CryptoError, OverflowRiskError, PayloadError
 from crypto.params import BFVParams
 from crypto.randomness import RandomSource
 
-__all__ = ["FRESH_NOISE", "BFVEncoder", "BFVLayout", "BFVPublic", "BFVSecret", "batching_prime", "bfv_keygen"]
+__all__ = [
+    "FRESH_NOISE",
+    "BFVEncoder",
+    "BFVEncryptor",
+    "BFVLayout",
+    "BFVPublic",
+    "BFVSecret",
+    "batching_prime",
+    "bfv_authority_keygen",
+    "bfv_keygen",
+    "fresh_noise",
+]
 
-FRESH_NOISE = 22
+_ERROR_BOUND = 21  # SEAL's error coefficients: centered binomial, |e| <= 21 (clipped normal 6 sigma = 19.2)
+
+FRESH_NOISE = _ERROR_BOUND + 1
 """Bound on the noise of a fresh symmetric-key BFV ciphertext in SEAL: the error polynomial's
-coefficients (centered binomial, |e| <= 21; clipped normal 6 sigma = 19.2 in Gaussian builds)
-plus the rounding of round(q*m/t) (<= 1/2)."""
+coefficients (|e| <= 21) plus the rounding of round(q*m/t) (<= 1/2)."""
+
+
+def fresh_noise(n: int, public_key: bool) -> int:
+    """Bound on a fresh ciphertext's noise at degree n: FRESH_NOISE (symmetric key), or for a
+    public-key encryption e1 - e*u + e2*s (u, s ternary): 21 * (2n + 1), plus the rounding."""
+    return _ERROR_BOUND * (2 * n + 1) + 1 if public_key else FRESH_NOISE
 
 _MAX_PLAIN_BITS = 60  # SEAL's largest plain modulus
 
@@ -71,9 +92,11 @@ class BFVEncoder(FixedPointEncoder):
     """Fixed-point encoder for BFV (`params`: BFVParams): one value per slot, t sized for the sums.
 
     Refuses when the plain modulus would exceed SEAL's 60 bits, or when the noise of the
-    largest admissible aggregate could reach the decryption bound q / (2t).
+    largest admissible aggregate could reach the decryption bound q / (2t); `public_key`: the
+    ciphertexts are public-key encryptions (authority arrangement), whose fresh noise is larger.
     """
 
+    public_key: bool = False
     plain_modulus: int = field(init=False)
     layout: BFVLayout = field(init=False)
 
@@ -98,18 +121,18 @@ class BFVEncoder(FixedPointEncoder):
                 "use encryption.params wide, or lower max_clients, weight_bits, scale_bits or value_bound"
             )
         object.__setattr__(self, "plain_modulus", t)
-        layout = BFVLayout(self.num_values, self.scale_bits, prm.slots, t, prm.ciphertext_bytes)
+        layout = BFVLayout(self.wire_values, self.scale_bits, prm.slots, t, prm.ciphertext_bytes)
         object.__setattr__(self, "layout", layout)
 
     @property
     def noise_bound(self) -> int:
-        """Largest noise of an admissible aggregate: sum_i w_i |v_i| <= K * max_weight * FRESH_NOISE.
+        """Largest noise of an admissible aggregate: sum_i w_i |v_i| <= K * max_weight * fresh noise.
 
         Multiplying a ciphertext by the constant plaintext w scales its noise by w; adding adds
         noises; plaintext sums that wrap mod t add nothing (q/t * t = q = 0 mod q). Decryption
         is exact while the noise stays below q / (2t).
         """
-        return self.max_clients * self.max_weight * FRESH_NOISE
+        return self.max_clients * self.max_weight * fresh_noise(self.params.poly_modulus_degree, self.public_key)
 
 
 def _tenseal() -> Any:
@@ -123,13 +146,13 @@ def _tenseal() -> Any:
     return tenseal
 
 
-def _context(ts: Any, layout: BFVLayout, params: BFVParams) -> Any:
+def _context(ts: Any, layout: BFVLayout, params: BFVParams, public_key: bool = False) -> Any:
     return ts.context(
         ts.SCHEME_TYPE.BFV,
         poly_modulus_degree=params.poly_modulus_degree,
         plain_modulus=layout.plain_modulus,
         coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
-        encryption_type=ts.ENCRYPTION_TYPE.SYMMETRIC,
+        encryption_type=ts.ENCRYPTION_TYPE.ASYMMETRIC if public_key else ts.ENCRYPTION_TYPE.SYMMETRIC,
         n_threads=1,
     )
 
@@ -176,6 +199,27 @@ class _ContextHolder:
         return vec
 
 
+def _encrypt(holder: _ContextHolder, values: np.ndarray) -> list[bytes]:
+    """Serialized ciphertexts of int64 `values`, n per ciphertext (the last padded with zeros).
+
+    SEAL draws the randomness from its own CSPRNG (BFV has no seeded mode).
+    """
+    ts, n = _tenseal(), holder.params.slots
+    padded = np.zeros(-(-values.size // n) * n, dtype=np.int64)
+    padded[: values.size] = values
+    out = []
+    for start in range(0, padded.size, n):
+        blob = ts.bfv_vector(holder.context, padded[start : start + n].tolist()).serialize()
+        if len(blob) != holder.params.ciphertext_bytes:
+            raise CryptoError(
+                f"TenSEAL serialized a ciphertext as {len(blob)} bytes where parameter set "
+                f"{holder.params.name!r} expects {holder.params.ciphertext_bytes}: this TenSEAL version frames "
+                "ciphertexts differently; update BFVParams.ciphertext_bytes (tests/test_crypto_bfv.py measures it)"
+            )
+        out.append(blob)
+    return out
+
+
 class BFVPublic(_ContextHolder):
     """The server's half: a TenSEAL context with no key; weighted sums of ciphertexts."""
 
@@ -208,8 +252,30 @@ class BFVPublic(_ContextHolder):
         return f"BFVPublic(params={self.params.name!r}, key_id={self.key_id.hex()})"
 
 
+class BFVEncryptor(_ContextHolder):
+    """A device's half in the authority arrangement: a context with the public key and no secret
+    key. It encrypts; it cannot decrypt anything, its own ciphertexts included."""
+
+    def _context_bytes(self) -> bytes:
+        return self.context.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=False,
+                                      save_relin_keys=False)
+
+    @property
+    def public(self) -> BFVPublic:
+        """A keyless copy of the context, to hand the server."""
+        return BFVPublic(self.params, self.layout, self.key_id, _tenseal().context_from(_keyless(self.context),
+                                                                                       n_threads=1))
+
+    def encrypt(self, values: np.ndarray, rng: RandomSource | None = None) -> list[bytes]:
+        """Serialized public-key ciphertexts of int64 `values` (see `_encrypt`)."""
+        return _encrypt(self, values)
+
+    def __repr__(self) -> str:
+        return f"BFVEncryptor(params={self.params.name!r}, key_id={self.key_id.hex()}, public key only)"
+
+
 class BFVSecret(_ContextHolder):
-    """The key holders' half: the TenSEAL context with the secret key; encrypts and decrypts."""
+    """The key holders' (or the authority's) half: the TenSEAL context with the secret key."""
 
     def _context_bytes(self) -> bytes:
         return self.context.serialize(save_public_key=False, save_secret_key=True, save_galois_keys=False,
@@ -222,24 +288,8 @@ class BFVSecret(_ContextHolder):
                                                                                        n_threads=1))
 
     def encrypt(self, values: np.ndarray, rng: RandomSource | None = None) -> list[bytes]:
-        """Serialized ciphertexts of int64 `values`, n per ciphertext (the last padded with zeros).
-
-        SEAL draws the randomness from its own CSPRNG: `rng` is not used (BFV has no seeded mode).
-        """
-        ts, n = _tenseal(), self.params.slots
-        padded = np.zeros(-(-values.size // n) * n, dtype=np.int64)
-        padded[: values.size] = values
-        out = []
-        for start in range(0, padded.size, n):
-            blob = ts.bfv_vector(self.context, padded[start : start + n].tolist()).serialize()
-            if len(blob) != self.params.ciphertext_bytes:
-                raise CryptoError(
-                    f"TenSEAL serialized a ciphertext as {len(blob)} bytes where parameter set "
-                    f"{self.params.name!r} expects {self.params.ciphertext_bytes}: this TenSEAL version frames "
-                    "ciphertexts differently; update BFVParams.ciphertext_bytes (tests/test_crypto_bfv.py measures it)"
-                )
-            out.append(blob)
-        return out
+        """Serialized ciphertexts of int64 `values` under the secret key (see `_encrypt`)."""
+        return _encrypt(self, values)
 
     def decrypt(self, blobs: Sequence[bytes]) -> np.ndarray:
         """The signed slot values (int64, n per ciphertext) of serialized ciphertexts."""
@@ -258,3 +308,18 @@ def bfv_keygen(encoder: BFVEncoder) -> tuple[BFVSecret, BFVPublic]:
     secret = BFVSecret(encoder.params, encoder.layout, secrets.token_bytes(16), _context(ts, encoder.layout,
                                                                                        encoder.params))
     return secret, secret.public
+
+
+def bfv_authority_keygen(encoder: BFVEncoder) -> tuple[BFVSecret, BFVEncryptor, BFVPublic]:
+    """A fresh BFV key pair for the authority arrangement (`encoder.public_key` must be set): the
+    authority's secret context, the devices' public-key-only context and the server's keyless one."""
+    if not encoder.public_key:
+        raise CryptoError("the authority arrangement needs a BFVEncoder built with public_key=True (its noise bound)")
+    ts = _tenseal()
+    key_id = secrets.token_bytes(16)
+    context = _context(ts, encoder.layout, encoder.params, public_key=True)
+    secret = BFVSecret(encoder.params, encoder.layout, key_id, context)
+    device_bytes = context.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=False,
+                                     save_relin_keys=False)
+    encryptor = BFVEncryptor(encoder.params, encoder.layout, key_id, ts.context_from(device_bytes, n_threads=1))
+    return secret, encryptor, secret.public

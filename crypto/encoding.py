@@ -83,7 +83,9 @@ class FixedPointEncoder:
     q = round(v * 2^scale_bits), |v| <= value_bound; a sum then stays within
     `slot_limit` = max_clients * max_weight * max_quantized in magnitude. Values beyond
     `value_bound` raise `OverflowRiskError` unless `clip=True`. `params` is the scheme's
-    parameter set; the subclasses add how the integers map onto ciphertexts.
+    parameter set; the subclasses add how the integers map onto ciphertexts. `tag_values`
+    integrity-tag digits (`crypto.integrity`, each in [0, max_quantized]) follow the update's
+    values in every payload: the layout holds `wire_values` = num_values + tag_values.
     """
 
     params: Any
@@ -93,6 +95,7 @@ class FixedPointEncoder:
     scale_bits: int = 16
     value_bound: float = 8.0
     clip: bool = False
+    tag_values: int = 0
     max_quantized: int = field(init=False)
     slot_limit: int = field(init=False)
     layout: Any = field(init=False)  # the scheme's public layout (set by the subclass)
@@ -112,6 +115,7 @@ class FixedPointEncoder:
         for name, low, high in (
             ("num_values", 1, None),
             ("max_clients", 1, None),
+            ("tag_values", 0, None),
             ("weight_bits", 1, 32),
             ("scale_bits", 0, 52),
         ):
@@ -122,6 +126,11 @@ class FixedPointEncoder:
         bound = self.value_bound
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
             raise CryptoError(f"{type(self).__name__}.value_bound must be a finite number > 0, got {bound!r}")
+
+    @property
+    def wire_values(self) -> int:
+        """Values per payload: the update's, then its integrity-tag digits."""
+        return self.num_values + self.tag_values
 
     @property
     def max_weight(self) -> int:
@@ -192,7 +201,7 @@ class PackedEncoder(FixedPointEncoder):
             )
         slots = self._max_slots(limit, slot_bits)
         self._check_below_p()
-        layout = SlotLayout(self.num_values, self.scale_bits, slot_bits, slots, self.params.ciphertext_bytes)
+        layout = SlotLayout(self.wire_values, self.scale_bits, slot_bits, slots, self.params.ciphertext_bytes)
         object.__setattr__(self, "layout", layout)
 
     def _max_slots(self, limit: int, slot_bits: int) -> int:

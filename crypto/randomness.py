@@ -1,4 +1,12 @@
-"""Random bytes for key generation and encryption: the OS CSPRNG, or a seeded stream for tests."""
+"""Random bytes for key generation and encryption: the OS CSPRNG, or a seeded stream for tests.
+
+A seeded stream must never be drawn by two copies: two SHE encryptions with the same
+randomness give c1 - c2 = m1 - m2. A copy made by pickling (a process or Ray worker, an object
+store) would replay the stream, so a seeded source refuses to be pickled or copied. The one
+exception is a source made by `spawn` (a fresh stream seeded from its parent's draws, for one
+worker of a split operation): it may be pickled once, handing it over; a second pickling of it
+is refused. A CSPRNG source (seed=None) pickles freely: each copy draws from its own OS CSPRNG.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +32,18 @@ class RandomSource:
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
             raise CryptoError(f"seed must be None (secure) or a non-negative int (reproducible), got {seed!r}")
         self._gen = None if seed is None else np.random.Generator(np.random.PCG64([seed, stream]))
+        self._handovers = 0  # times a seeded source may still be pickled (spawned sources: once)
+
+    def __getstate__(self) -> dict:
+        if self._gen is not None:
+            if self._handovers < 1:
+                raise CryptoError(
+                    "a seeded RandomSource cannot be pickled or copied: two copies would draw the same stream "
+                    "(for SHE, c1 - c2 = m1 - m2). Use seed=None (the OS CSPRNG) for anything sent to another "
+                    "process, or spawn() one source per worker"
+                )
+            self._handovers -= 1
+        return {"_gen": self._gen, "_handovers": 0}
 
     @property
     def secure(self) -> bool:
@@ -34,7 +54,10 @@ class RandomSource:
         """`count` independent sources: fresh CSPRNG ones, or (seeded) streams seeded by draws from this one."""
         if self._gen is None:
             return [RandomSource() for _ in range(count)]
-        return [RandomSource(int(s)) for s in self._gen.integers(0, 2**63, size=count)]
+        children = [RandomSource(int(s)) for s in self._gen.integers(0, 2**63, size=count)]
+        for child in children:
+            child._handovers = 1
+        return children
 
     def bytes(self, n: int) -> bytes:
         """`n` random bytes."""

@@ -10,6 +10,12 @@ The scheme-specific work sits behind two small protocols, both on ciphertext-ali
 a `ClientCipher` (secret key: encrypt int64 values, decrypt ciphertexts to slot values) and
 a `ServerCipher` (public material only: weighted sums). With `workers > 1` a `KeyHolder` or
 `Aggregator` splits an operation by ciphertext over its own worker processes (`crypto.parallel`).
+
+Integrity (`crypto.integrity`): every vector carries its origin (device id, nonce) and, after its
+values, tag digits keyed by a secret the server does not hold; the server's aggregate carries the
+claims (device, nonce, weight) of its contributions. The key holders refuse, with a `CryptoError`
+subclass, any aggregate of fewer than `min_contributors` distinct devices, whose claims do not add
+up, that repeats an accepted one, or whose decrypted values fail the tags.
 """
 
 from __future__ import annotations
@@ -26,6 +32,16 @@ from crypto import she
 from crypto.bfv import BFVEncoder, BFVPublic, bfv_keygen
 from crypto.encoding import FixedPointEncoder, PackedEncoder, SlotLayout, pack_slots, trim_padding, unpack_records
 from crypto.errors import CryptoError, OverflowRiskError, PayloadError
+from crypto.integrity import (
+    ANONYMOUS,
+    Claim,
+    DeviceTagger,
+    IntegrityError,
+    IntegrityKey,
+    IntegrityVerifier,
+    Origin,
+    TagLayout,
+)
 from crypto.parallel import WorkerPool, run_split, split
 from crypto.params import PAPER_PARAMS, BFVParams, SHEParams
 from crypto.payload import KIND_AGGREGATE, KIND_VECTOR, Layout, decode_payload, encode_payload, payload_nbytes
@@ -47,6 +63,7 @@ __all__ = [
 
 MODES = ("real", "modeled")
 _MODELED_KEY_ID = b"modeled".ljust(16, b"\0")
+_UNIDENTIFIED = Origin(ANONYMOUS, 0)
 _ENCRYPT_STREAM = 1
 
 Body = tuple[Any, ...] | np.ndarray  # ciphertexts (real: ints or serialized BFV) or fixed-point integers (modeled)
@@ -129,19 +146,24 @@ class SHEServer:
         return she.weighted_sum(self.public, bodies, weights)
 
 
-def _to_bytes(kind: int, key_id: bytes, layout: Layout, body: Body, weight_sum: int, count: int) -> bytes:
+def _to_bytes(
+    kind: int, key_id: bytes, layout: Layout, body: Body, weight_sum: int, count: int,
+    origin: Origin | None = None, claims: Sequence[Claim] = (),
+) -> bytes:
     if isinstance(body, np.ndarray):
         raise PayloadError("a modeled payload has no ciphertexts to serialize; its `nbytes` is the size it models")
-    return encode_payload(kind, key_id, layout, body, weight_sum, count)
+    return encode_payload(kind, key_id, layout, body, weight_sum, count, origin, claims)
 
 
 @dataclass(frozen=True, eq=False)
 class EncryptedVector:
-    """One client's encrypted update. `nbytes` is what the uplink carries (same in both modes)."""
+    """One client's encrypted update and its origin (device id, nonce: public, bound by the tags).
+    `nbytes` is what the uplink carries (same in both modes)."""
 
     layout: Layout
     key_id: bytes
     body: Body
+    origin: Origin = _UNIDENTIFIED
 
     @property
     def modeled(self) -> bool:
@@ -153,26 +175,28 @@ class EncryptedVector:
 
     def to_bytes(self) -> bytes:
         """The checked wire format (real mode only)."""
-        return _to_bytes(KIND_VECTOR, self.key_id, self.layout, self.body, 0, 1)
+        return _to_bytes(KIND_VECTOR, self.key_id, self.layout, self.body, 0, 1, self.origin)
 
     @classmethod
     def from_bytes(cls, data: bytes, public: PublicKey) -> EncryptedVector:
         """Parse a payload; truncated, tampered or wrong-key data raise `PayloadError`."""
         payload = decode_payload(data, public, KIND_VECTOR)
-        if (payload.weight_sum, payload.count) != (0, 1):
+        if (payload.weight_sum, payload.count) != (0, 1) or payload.origin is None:
             raise PayloadError("encrypted vector header is corrupted (weight sum/count of a vector must be 0/1)")
-        return cls(payload.layout, public.key_id, payload.ciphertexts)
+        return cls(payload.layout, public.key_id, payload.ciphertexts, payload.origin)
 
 
 @dataclass(frozen=True, eq=False)
 class EncryptedAggregate:
-    """A weighted sum of `count` encrypted vectors whose integer weights sum to `weight_sum`."""
+    """A weighted sum of `count` encrypted vectors whose integer weights sum to `weight_sum`, with
+    the claims (device, nonce, weight) of its contributions for the verifier."""
 
     layout: Layout
     key_id: bytes
     body: Body
     weight_sum: int
     count: int
+    claims: tuple[Claim, ...] = ()
 
     @property
     def modeled(self) -> bool:
@@ -180,17 +204,19 @@ class EncryptedAggregate:
 
     @property
     def nbytes(self) -> int:
-        return payload_nbytes(self.layout)
+        return payload_nbytes(self.layout, len(self.claims))
 
     def to_bytes(self) -> bytes:
         """The checked wire format (real mode only)."""
-        return _to_bytes(KIND_AGGREGATE, self.key_id, self.layout, self.body, self.weight_sum, self.count)
+        return _to_bytes(
+            KIND_AGGREGATE, self.key_id, self.layout, self.body, self.weight_sum, self.count, None, self.claims
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes, public: PublicKey) -> EncryptedAggregate:
         """Parse a payload; truncated, tampered or wrong-key data raise `PayloadError`."""
         p = decode_payload(data, public, KIND_AGGREGATE)
-        return cls(p.layout, public.key_id, p.ciphertexts, p.weight_sum, p.count)
+        return cls(p.layout, public.key_id, p.ciphertexts, p.weight_sum, p.count, p.claims)
 
 
 def _check_payload(item: EncryptedVector | EncryptedAggregate, encoder: FixedPointEncoder, key_id: bytes) -> None:
@@ -231,23 +257,33 @@ class _Split:
         return {k: v for k, v in self.__dict__.items() if k != "_pool"}
 
 
-class KeyHolder(_Split):
-    """The clients' half: holds the secret key (real mode), encrypts updates, decrypts aggregates.
+class UpdateEncryptor(_Split):
+    """The device side of encryption: quantize an update, append its integrity tags, encrypt.
 
-    `cipher` is the scheme's secret-key side (None: modeled); `workers` > 1 splits large
-    encryptions and decryptions by ciphertext over worker processes (see `_Split`).
+    `cipher` is the scheme's encrypting side (None: modeled, the integers stay in the clear);
+    `integrity` the device's tag material (None: no tags, for encoders built without them);
+    `workers` > 1 splits large encryptions by ciphertext over worker processes (see `_Split`).
     """
 
     def __init__(
         self,
         encoder: FixedPointEncoder,
-        cipher: ClientCipher | None = None,
+        cipher: Any = None,
         rng: RandomSource | None = None,
         workers: int = 1,
+        integrity: IntegrityKey | DeviceTagger | None = None,
     ) -> None:
+        expected = 0 if integrity is None else TagLayout.for_bound(encoder.max_quantized).values
+        if encoder.tag_values != expected:
+            raise CryptoError(
+                f"encoder holds {encoder.tag_values} tag values, the integrity material needs {expected}: "
+                "build the encoder with tag_values=TagLayout.for_bound(max_quantized).values"
+            )
         self._encoder = encoder
         self._cipher = cipher
         self._rng = rng or RandomSource()
+        self._integrity = integrity
+        self._tag_layout = None if integrity is None else TagLayout.for_bound(encoder.max_quantized)
         self.workers = workers
 
     @property
@@ -268,53 +304,129 @@ class KeyHolder(_Split):
         return _MODELED_KEY_ID if self._cipher is None else self._cipher.key_id
 
     def quantize(self, update: Any) -> np.ndarray:
-        """The fixed-point integers of an update (int64), as encrypted."""
+        """The fixed-point integers of an update (int64), as encrypted (without the tag digits)."""
         return self._encoder.quantize(update)
 
-    def encrypt(self, update: Any) -> EncryptedVector:
-        """Encrypt a flat vector or state_dict; NaN/inf or values beyond value_bound are refused."""
+    def _origin(self, device: int | None) -> Origin:
+        if isinstance(self._integrity, DeviceTagger):
+            if device not in (None, self._integrity.device):
+                raise CryptoError(f"this device's material belongs to device {self._integrity.device}, not {device}")
+            device = self._integrity.device
+        if device is None:
+            device = ANONYMOUS
+        if not isinstance(device, int) or isinstance(device, bool) or not 0 <= device <= ANONYMOUS:
+            raise CryptoError(f"device id must be an int in [0, 2^64 - 1], got {device!r}")
+        return Origin(device, self._rng.bits(64))
+
+    def _wire_values(self, q: np.ndarray, origin: Origin) -> np.ndarray:
+        """The values to encrypt: the update's, then its tag digits."""
+        if self._integrity is None:
+            return q
+        assert self._tag_layout is not None
+        if isinstance(self._integrity, DeviceTagger):
+            tags = self._integrity.tags(q, origin.nonce)
+        else:
+            tags = self._integrity.tags(q, origin.device, origin.nonce)
+        return np.concatenate([q, self._tag_layout.digits(tags)])
+
+    def encrypt(self, update: Any, device: int | None = None) -> EncryptedVector:
+        """Encrypt a flat vector or state_dict from `device` (None: unidentified; each such update then
+        counts as one contributor); NaN/inf or values beyond value_bound are refused."""
         q = self._encoder.quantize(update)
+        origin = self._origin(device)
+        values = self._wire_values(q, origin)
         layout = self._encoder.layout
         cipher = self._cipher
         if cipher is None:
-            q.flags.writeable = False
-            return EncryptedVector(layout, _MODELED_KEY_ID, q)
+            values.flags.writeable = False
+            return EncryptedVector(layout, _MODELED_KEY_ID, values, origin)
         per = layout.slots_per_ciphertext
         ranges = split(layout.num_ciphertexts, self.workers, cipher.min_chunk)
         rngs = [self._rng] if len(ranges) == 1 else self._rng.spawn(len(ranges))
-        args = [(q[a * per : b * per], rng) for (a, b), rng in zip(ranges, rngs)]
+        args = [(values[a * per : b * per], rng) for (a, b), rng in zip(ranges, rngs)]
         parts = run_split(self._pool, cipher.encrypt, args)
-        return EncryptedVector(layout, cipher.key_id, tuple(c for part in parts for c in part))
+        return EncryptedVector(layout, cipher.key_id, tuple(c for part in parts for c in part), origin)
+
+
+class KeyHolder(UpdateEncryptor):
+    """The clients' half under a shared key: encrypts updates, verifies and decrypts aggregates.
+
+    `cipher` is the scheme's secret-key side (None: modeled); `integrity` the shared integrity key
+    (tags and verification); `min_contributors` the fewest distinct devices an aggregate may hold
+    (refusals are counted in `verifier`); `workers` > 1 splits large encryptions and decryptions.
+    """
+
+    def __init__(
+        self,
+        encoder: FixedPointEncoder,
+        cipher: ClientCipher | None = None,
+        rng: RandomSource | None = None,
+        workers: int = 1,
+        integrity: IntegrityKey | None = None,
+        min_contributors: int = 1,
+    ) -> None:
+        super().__init__(encoder, cipher, rng, workers, integrity)
+        self.verifier = None if integrity is None else IntegrityVerifier(
+            integrity, TagLayout.for_bound(encoder.max_quantized), min_contributors
+        )
 
     def decrypt_sum(self, aggregate: EncryptedAggregate) -> np.ndarray:
-        """The exact weighted sums sum_i w_i q_i per value (int64)."""
-        enc = self._encoder
-        _check_payload(aggregate, enc, self.key_id)
-        if not 1 <= aggregate.count <= enc.max_clients or not aggregate.count <= aggregate.weight_sum <= (
-            aggregate.count * enc.max_weight
-        ):
-            raise OverflowRiskError(
-                f"aggregate of {aggregate.count} clients with weight sum {aggregate.weight_sum} is outside what the "
-                f"encoder was built for (<= {enc.max_clients} clients, weights <= {enc.max_weight})"
-            )
-        cipher, body = self._cipher, aggregate.body
-        if cipher is None or isinstance(body, np.ndarray):
-            assert cipher is None and isinstance(body, np.ndarray)  # the key id check keeps modes apart
-            return body.copy()
-        ranges = split(len(body), self.workers, cipher.min_chunk)
-        parts = run_split(self._pool, cipher.decrypt, [(body[a:b],) for a, b in ranges])
-        totals = trim_padding(np.concatenate(parts), enc.num_values)
-        if totals.size and int(np.abs(totals).max()) > aggregate.weight_sum * enc.max_quantized:
-            raise CryptoError(
-                "decrypted aggregate exceeds what its weight sum allows: wrong key, corrupted ciphertext, or a "
-                "weight sum that does not match the ciphertexts"
-            )
-        return totals
+        """The exact weighted sums sum_i w_i q_i per value (int64), after every check."""
+        return open_aggregate(aggregate, self._encoder, self.key_id, self._cipher, self.verifier, self._pool,
+                              self.workers)
 
     def decrypt_average(self, aggregate: EncryptedAggregate) -> np.ndarray:
         """The weighted average sum_i w_i q_i / sum_i w_i / 2^scale_bits (float64)."""
         totals = self.decrypt_sum(aggregate)
         return totals.astype(np.float64) / aggregate.weight_sum / 2.0**self._encoder.scale_bits
+
+
+def open_aggregate(
+    aggregate: EncryptedAggregate,
+    encoder: FixedPointEncoder,
+    key_id: bytes,
+    cipher: ClientCipher | None,
+    verifier: IntegrityVerifier | None,
+    pool: WorkerPool | None = None,
+    workers: int = 1,
+) -> np.ndarray:
+    """Check and decrypt an aggregate: key and layout, the encoder's bounds, the claims (minimum
+    distinct devices, weight sum and count, replays), the decrypted range and the integrity tags.
+    Returns the update values' exact weighted sums (int64); any failure is a `CryptoError`."""
+    _check_payload(aggregate, encoder, key_id)
+    if not 1 <= aggregate.count <= encoder.max_clients or not aggregate.count <= aggregate.weight_sum <= (
+        aggregate.count * encoder.max_weight
+    ):
+        raise OverflowRiskError(
+            f"aggregate of {aggregate.count} clients with weight sum {aggregate.weight_sum} is outside what the "
+            f"encoder was built for (<= {encoder.max_clients} clients, weights <= {encoder.max_weight})"
+        )
+    if verifier is not None:
+        verifier.check_claims(aggregate.claims, aggregate.weight_sum, aggregate.count)
+    body = aggregate.body
+    if cipher is None or isinstance(body, np.ndarray):
+        assert cipher is None and isinstance(body, np.ndarray)  # the key id check keeps modes apart
+        totals = body.copy()
+    else:
+        ranges = split(len(body), workers, cipher.min_chunk)
+        try:
+            parts = run_split(pool, cipher.decrypt, [(body[a:b],) for a, b in ranges])
+            totals = trim_padding(np.concatenate(parts), encoder.wire_values)
+        except CryptoError as exc:
+            if verifier is not None:
+                verifier.refused_tampered += 1
+            raise IntegrityError(f"aggregate refused: {exc}") from None
+    if totals.size and int(np.abs(totals).max()) > aggregate.weight_sum * encoder.max_quantized:
+        if verifier is not None:
+            verifier.refused_tampered += 1
+        raise IntegrityError(
+            "decrypted aggregate exceeds what its weight sum allows: wrong key, corrupted ciphertext, or a "
+            "weight sum that does not match the ciphertexts"
+        )
+    values = totals[: encoder.num_values]
+    if verifier is not None:
+        verifier.verify(values, totals[encoder.num_values :], aggregate.claims)
+    return values
 
 
 def _check_weights(weights: Sequence[int], count: int, encoder: FixedPointEncoder) -> list[int]:
@@ -389,7 +501,7 @@ class Aggregator(_Split):
         cipher = self._cipher
         body: Body
         if cipher is None:
-            total = np.zeros(self._encoder.num_values, dtype=np.int64)
+            total = np.zeros(self._encoder.wire_values, dtype=np.int64)
             for vec, w in zip(vectors, ints):
                 total += w * vec.body
             total.flags.writeable = False
@@ -401,7 +513,8 @@ class Aggregator(_Split):
             ranges = split(layout.num_ciphertexts, self.workers, cipher.min_chunk)
             args = [([v[a:b] for v in bodies], ints) for a, b in ranges]
             body = tuple(c for part in run_split(self._pool, cipher.weighted_sum, args) for c in part)
-        return EncryptedAggregate(layout, self.key_id, body, sum(ints), len(ints))
+        claims = tuple(Claim(vec.origin.device, vec.origin.nonce, w) for vec, w in zip(vectors, ints))
+        return EncryptedAggregate(layout, self.key_id, body, sum(ints), len(ints), claims)
 
 
 def make_secure_aggregation(
@@ -416,29 +529,56 @@ def make_secure_aggregation(
     seed: int | None = None,
     clip: bool = False,
     workers: int = 1,
+    min_contributors: int = 1,
 ) -> tuple[KeyHolder, Aggregator]:
-    """Both halves of secure aggregation for SHE (`SHEParams`) or BFV (`BFVParams`).
+    """Both halves of shared-key secure aggregation for SHE (`SHEParams`) or BFV (`BFVParams`).
 
-    seed=None: secure keys and randomness; an int seed: reproducible SHE keys and encryption
-    randomness, NOT secure (simulations and tests). BFV keys and noise always come from SEAL's
-    CSPRNG (decryption is exact, so results are reproducible all the same).
+    seed=None: secure keys and randomness; an int seed: reproducible SHE keys, encryption
+    randomness and integrity key, NOT secure (simulations and tests). BFV keys and noise always
+    come from SEAL's CSPRNG (decryption is exact, so results are reproducible all the same).
+    Every update carries integrity tags; `min_contributors` (1 here for compatibility; the
+    scenario default is `crypto.integrity.DEFAULT_MIN_CONTRIBUTORS`) is the fewest distinct
+    devices the key holders decrypt.
     """
     if mode not in MODES:
         raise CryptoError(f"unknown secure aggregation mode {mode!r}; use one of {', '.join(MODES)}")
-    encoder: FixedPointEncoder
-    if isinstance(params, BFVParams):
-        encoder = BFVEncoder(params, num_values, max_clients, weight_bits, scale_bits, value_bound, clip)
-    else:
-        encoder = PackedEncoder(params, num_values, max_clients, weight_bits, scale_bits, value_bound, clip)
-    if mode == "modeled":
-        return KeyHolder(encoder, workers=workers), Aggregator(encoder, workers=workers)
+    encoder = build_encoder(params, num_values, max_clients, weight_bits, scale_bits, value_bound, clip)
+    integrity = IntegrityKey.generate(None if seed is None else seed.to_bytes(8, "big"))
     rng = RandomSource(seed, stream=_ENCRYPT_STREAM)
+    if mode == "modeled":
+        return (
+            KeyHolder(encoder, None, rng, workers, integrity, min_contributors),
+            Aggregator(encoder, workers=workers),
+        )
     if isinstance(encoder, BFVEncoder):
         bfv_secret, bfv_public = bfv_keygen(encoder)
-        return KeyHolder(encoder, bfv_secret, rng, workers), Aggregator(encoder, bfv_public, workers)
+        return (
+            KeyHolder(encoder, bfv_secret, rng, workers, integrity, min_contributors),
+            Aggregator(encoder, bfv_public, workers),
+        )
     assert isinstance(encoder, PackedEncoder)
     secret, public = she.keygen(encoder.params, seed)
     return (
-        KeyHolder(encoder, SHEClient(secret, encoder.layout), rng, workers),
+        KeyHolder(encoder, SHEClient(secret, encoder.layout), rng, workers, integrity, min_contributors),
         Aggregator(encoder, SHEServer(public), workers),
     )
+
+
+def build_encoder(
+    params: SHEParams | BFVParams,
+    num_values: int,
+    max_clients: int,
+    weight_bits: int = 8,
+    scale_bits: int = 16,
+    value_bound: float = 8.0,
+    clip: bool = False,
+    public_key: bool = False,
+) -> FixedPointEncoder:
+    """The scheme's encoder for these sums, with room for the integrity tags after the values
+    (`public_key`: BFV ciphertexts made with a public key, whose fresh noise is larger)."""
+    probe = FixedPointEncoder(params, num_values, max_clients, weight_bits, scale_bits, value_bound, clip)
+    tags = TagLayout.for_bound(probe.max_quantized).values
+    if isinstance(params, BFVParams):
+        return BFVEncoder(params, num_values, max_clients, weight_bits, scale_bits, value_bound, clip, tags,
+                          public_key)
+    return PackedEncoder(params, num_values, max_clients, weight_bits, scale_bits, value_bound, clip, tags)

@@ -40,22 +40,23 @@ def _pair(n: int, k: int = 10, params: BFVParams = BFV_COMPACT):
 
 
 def _run(pair, updates, weights):
+    """Two aggregates of fresh encryptions of the same updates (a verifier opens an aggregate once)."""
     holder, server = pair
-    agg = server.weighted_sum([holder.encrypt(u) for u in updates], weights)
-    return agg, holder.decrypt_sum(agg), holder.decrypt_average(agg)
+    aggs = [server.weighted_sum([holder.encrypt(u) for u in updates], weights) for _ in range(2)]
+    return aggs[0], holder.decrypt_sum(aggs[0]), holder.decrypt_average(aggs[1])
 
 
 @pytest.mark.parametrize("params", list(BFV_PARAM_SETS.values()), ids=list(BFV_PARAM_SETS))
 def test_parameter_sets_are_128_bit_and_ciphertexts_have_the_modeled_size(params):
     assert sum(params.coeff_mod_bit_sizes) <= HE_STANDARD_128[params.poly_modulus_degree]
-    holder, server = make_secure_aggregation("real", params, num_values=3 * params.slots - 5, max_clients=4)
-    vec = holder.encrypt(np.linspace(-8, 8, 3 * params.slots - 5))
+    holder, server = make_secure_aggregation("real", params, num_values=3 * params.slots - 20, max_clients=4)
+    vec = holder.encrypt(np.linspace(-8, 8, 3 * params.slots - 20))
     assert [len(b) for b in vec.body] == [params.ciphertext_bytes] * 3
     agg = server.weighted_sum([vec, vec], [255, 3])
     assert [len(b) for b in agg.body] == [params.ciphertext_bytes] * 3  # a sum serializes at the same size
-    assert vec.nbytes == len(vec.to_bytes()) == agg.nbytes == len(agg.to_bytes())
-    assert make_secure_aggregation("modeled", params, num_values=3 * params.slots - 5, max_clients=4)[0].encrypt(
-        np.zeros(3 * params.slots - 5)
+    assert vec.nbytes == len(vec.to_bytes()) == agg.nbytes - 2 * 20 == len(agg.to_bytes()) - 2 * 20  # its claims
+    assert make_secure_aggregation("modeled", params, num_values=3 * params.slots - 20, max_clients=4)[0].encrypt(
+        np.zeros(3 * params.slots - 20)
     ).nbytes == vec.nbytes
 
 
@@ -177,8 +178,8 @@ def test_payloads_keyholders_and_aggregators_pickle_and_stored_payloads_are_reus
     (holder, server), _ = _pair(30)
     first = holder.encrypt(np.full(30, 1.5))
     holder2, server2, stored = (pickle.loads(pickle.dumps(x)) for x in (holder, server, first))
-    second = holder2.encrypt(np.full(30, -0.5))
     for _round in range(2):  # an update agent: the same stored ciphertexts in two aggregates
+        second = holder2.encrypt(np.full(30, -0.5))
         agg = server2.weighted_sum([stored, second], [1, 1])
         np.testing.assert_array_equal(holder.decrypt_average(agg), np.full(30, 0.5))
         np.testing.assert_array_equal(holder2.decrypt_average(agg), np.full(30, 0.5))
@@ -187,6 +188,6 @@ def test_payloads_keyholders_and_aggregators_pickle_and_stored_payloads_are_reus
 def test_decryption_refuses_a_weight_sum_that_does_not_match_the_ciphertexts():
     (holder, server), _ = _pair(5)
     agg = server.weighted_sum([holder.encrypt(np.full(5, 8.0))] * 2, [255, 255])
-    forged = EncryptedAggregate(agg.layout, agg.key_id, agg.body, weight_sum=2, count=2)
-    with pytest.raises(CryptoError, match="exceeds what its weight sum allows"):
+    forged = EncryptedAggregate(agg.layout, agg.key_id, agg.body, weight_sum=2, count=2, claims=agg.claims)
+    with pytest.raises(CryptoError, match="its header says 2 and 2"):
         holder.decrypt_average(forged)

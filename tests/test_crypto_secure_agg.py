@@ -54,9 +54,10 @@ def _exact_average(holder: KeyHolder, updates, weights) -> np.ndarray:
 
 
 def _run(pair, updates, weights):
+    """Two aggregates of fresh encryptions of the same updates (a verifier opens an aggregate once)."""
     holder, server = pair
-    agg = server.weighted_sum([holder.encrypt(u) for u in updates], weights)
-    return agg, holder.decrypt_sum(agg), holder.decrypt_average(agg)
+    aggs = [server.weighted_sum([holder.encrypt(u) for u in updates], weights) for _ in range(2)]
+    return aggs[0], holder.decrypt_sum(aggs[0]), holder.decrypt_average(aggs[1])
 
 
 _VALUE = st.one_of(st.floats(-8.0, 8.0, allow_nan=False, width=32), st.sampled_from([-8.0, 8.0, 0.0, -1e-6]))
