@@ -155,9 +155,11 @@ def _finite(x: object) -> bool:
 # ---------------------------------------------------------------------------------- device side
 
 
-def clip_delta(params: np.ndarray, base: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
-    """The delta params - base (float64) scaled to L2 norm <= `clip_norm`, and its norm before."""
-    delta = np.subtract(params, base, dtype=np.float64)
+def clip_delta(
+    params: np.ndarray, base: np.ndarray, clip_norm: float, out: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """The delta params - base (float64, into `out` if given) scaled to L2 norm <= `clip_norm`, and its norm before."""
+    delta = np.subtract(params, base, out=out, dtype=np.float64)
     norm = math.sqrt(float(np.einsum("i,i->", delta, delta)))  # einsum: no BLAS threads
     if norm > clip_norm:
         delta *= clip_norm / norm
@@ -191,12 +193,12 @@ def privatize(
     if params.shape != base.shape or params.ndim != 1:
         raise ValueError(f"params and base must be 1-D of one shape, got {params.shape} and {base.shape}")
     n = params.size
-    delta, norm = clip_delta(params, base, clip_norm)
     scale = 2.0**cfg.scale_bits
     out = np.empty(cfg.payload_size(n), dtype=np.float64)
-    delta += base
-    delta *= scale
-    np.rint(delta, out=out[:n])
+    model, norm = clip_delta(params, base, clip_norm, out=out[:n])
+    model += base
+    model *= scale
+    np.rint(model, out=model)
     if cfg.adaptive:
         unclipped = 0.5 if norm <= clip_norm else -0.5
         out[n] = np.rint(cfg.count_scale(clip_norm) * unclipped * scale)
