@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 from fl.privacy import (
+    LATTICE_MARGIN,
     ClipSchedule,
     DPConfig,
     clip_delta,
@@ -141,6 +142,18 @@ def test_reused_payloads_credit_no_device_noise_but_count_once_locally():
                        device_noise_fresh=False)
     np.testing.assert_array_equal(noise.multipliers, 0.0)
     np.testing.assert_allclose(noise.local_mu2, [4.0, 4.0, 0.0, 0.0])  # K_min / z^2, first releases only
+
+
+def test_device_noise_too_fine_for_the_weights_is_not_counted():
+    """Shares of std below LATTICE_MARGIN * the largest weight (grid units) could be told apart in the weighted
+    sum by their residues: the aggregate then credits no device noise (only the single-payload bound holds)."""
+    cfg = DPConfig(1.0, 1e-3, "distributed", min_cohort=1, scale_bits=8)  # sigma on the grid ~ 10
+    assert cfg.device_std(1e-3, 100) * 2.0**8 < LATTICE_MARGIN * 255
+    noise = plan_noise(cfg, [0, 1], [255, 254], [1e-3] * 2, 100, [True] * 2)
+    np.testing.assert_array_equal(noise.multipliers, 0.0)
+    assert plan_noise(cfg, [0, 1], [1, 1], [1e-3] * 2, 100, [True] * 2).min_multiplier > 1.0  # 10 >= 4 * 1
+    coarse = DPConfig(1.0, 0.1, "distributed", min_cohort=1)  # sigma on the grid ~ 6,600 >= 4 * 255
+    assert plan_noise(coarse, [0, 1], [255, 254], [0.1] * 2, 100, [True] * 2).min_multiplier > 1.0
 
 
 def test_noise_streams_are_reproducible_and_independent():

@@ -13,6 +13,7 @@ from fl.privacy.accountant import (
     calibrate_noise_multiplier,
 )
 from fl.privacy.mechanism import (
+    LATTICE_MARGIN,
     AggregateNoise,
     ClipSchedule,
     DPConfig,
@@ -28,6 +29,7 @@ from fl.privacy.mechanism import (
 )
 
 __all__ = [
+    "LATTICE_MARGIN",
     "Adjacency",
     "AggregateNoise",
     "ClipSchedule",

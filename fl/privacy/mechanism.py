@@ -26,6 +26,7 @@ import numpy as np
 from scipy.special import ndtri
 
 __all__ = [
+    "LATTICE_MARGIN",
     "AggregateNoise",
     "ClipSchedule",
     "DPConfig",
@@ -41,6 +42,11 @@ __all__ = [
 ]
 
 NoiseMode = Literal["central", "distributed"]
+
+# Device noise counts for an aggregate only when each share's std on the grid is at least this many times the
+# largest integer weight: a Gaussian of std >= 4 w is uniform modulo w up to 2 exp(-32 pi^2) < 1e-137, so the
+# weighted sum of lattice noises cannot be taken apart by its residues (docs/privacy.md, "the grid").
+LATTICE_MARGIN = 4.0
 
 # Stream purposes: a device's noise share (keyed by its job's seed) and the key holders' noise (run seed, version).
 _PURPOSES = {"device": 0x6465765F6E6F6973, "central": 0x63656E5F6E6F6973}
@@ -259,7 +265,8 @@ def plan_noise(
     Central: sigma = z * max_j sum_{i of j} p_i S_i, so every device gets multiplier >= z.
     Distributed: the fresh noise on the average is sqrt(sum_i p_i^2 sigma_dev,i^2), counted only
     when `device_noise_fresh` (a payload that may be released again, e.g. a stored update agent,
-    shares its noise between aggregates: that noise is not counted for anyone). A device with
+    shares its noise between aggregates: that noise is not counted for anyone) and every share's
+    std on the grid is >= `LATTICE_MARGIN` * the largest weight. A device with
     several payloads in one aggregate (FedBuff) has their sensitivities added.
     """
     dev = np.asarray(devices, dtype=np.int64)
@@ -280,7 +287,8 @@ def plan_noise(
     else:
         central = 0.0
         sigma_dev = np.array([cfg.device_std(c, num_params) for c in clips])
-        fresh = math.sqrt(float(np.sum((p * sigma_dev) ** 2))) if device_noise_fresh else 0.0
+        smooth = sigma_dev.min() * 2.0**cfg.scale_bits >= LATTICE_MARGIN * w.max()
+        fresh = math.sqrt(float(np.sum((p * sigma_dev) ** 2))) if device_noise_fresh and smooth else 0.0
         local = np.bincount(index, weights=np.where(first, (sens / sigma_dev) ** 2, 0.0))
     kappa = float(np.sum(p * np.array([cfg.count_scale(c) for c in clips])))
     return AggregateNoise(unique, fresh / device_sens, local, central, kappa, cfg.noise_multiplier)
